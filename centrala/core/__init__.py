@@ -1,0 +1,1 @@
+"""Leaf package shared by everything else: settings, database, clock, errors, queue, blobs."""

@@ -1,0 +1,37 @@
+"""One error tree for Centrala; ``app.py`` maps it to HTTP status codes in one place."""
+
+
+class CentralaError(Exception):
+    """Base of every error Centrala raises on purpose."""
+
+
+class ConfigurationError(CentralaError):
+    """The configuration is invalid or unsafe."""
+
+
+class NotFoundError(CentralaError):
+    """The requested object does not exist (or is not visible to the caller)."""
+
+
+class InvalidInputError(CentralaError):
+    """The input is malformed; retrying the same input will fail again."""
+
+
+class AuthenticationError(CentralaError):
+    """The caller is not who they claim to be."""
+
+
+class PermissionDeniedError(CentralaError):
+    """The caller is known but may not do this."""
+
+
+class ConflictError(CentralaError):
+    """The request conflicts with the current state."""
+
+
+class TemporaryFailure(CentralaError):
+    """A dependency is unavailable for now; the same request may succeed later."""
+
+
+class MessageRejected(InvalidInputError):
+    """An inbound message cannot be processed and is quarantined with this reason."""

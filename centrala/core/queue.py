@@ -1,0 +1,90 @@
+"""Background work: the Redis connection, rq queues, and jobs sent only after their rows are committed."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from centrala.core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_PENDING_KEY = "centrala.pending_jobs"
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """A job to enqueue once the surrounding transaction commits."""
+
+    func: str
+    args: tuple[Any, ...] = ()
+    job_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def connect_redis(settings: Settings) -> redis.Redis:
+    """A Redis client for the configured server, or for the embedded one when none is configured."""
+    if settings.redis_url:
+        return redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    from centrala.core.embedded import start_embedded_redis
+
+    return start_embedded_redis(settings.embedded_redis_path)
+
+
+@functools.cache
+def get_redis() -> redis.Redis:
+    """The process-wide Redis client."""
+    return connect_redis(get_settings())
+
+
+def get_queue(connection: redis.Redis | None = None) -> Queue:
+    """The work queue; jobs are JSON-serialised (rq's default pickle would let Redis writers run code)."""
+    settings = get_settings()
+    return Queue(
+        settings.queue_name,
+        connection=connection or get_redis(),
+        serializer=JSONSerializer,
+        default_timeout=settings.job_timeout_seconds,
+    )
+
+
+def enqueue_after_commit(session: Session, func: str, *args: Any, job_id: str | None = None, **options: Any) -> None:
+    """Send the job ``func(*args)`` to the queue when ``session`` commits; drop it if it rolls back."""
+    session.info.setdefault(_PENDING_KEY, []).append(PendingJob(func, args, job_id, options))
+
+
+def enqueue_now(jobs: list[PendingJob], connection: redis.Redis | None = None) -> int:
+    """Enqueue jobs at once; returns how many reached Redis. Failures are logged, never raised:
+    the database holds the work and the sweeper re-enqueues what did not get through."""
+    if not jobs:
+        return 0
+    try:
+        queue = get_queue(connection)
+        with queue.connection.pipeline() as pipe:
+            for job in jobs:
+                queue.enqueue(job.func, *job.args, job_id=job.job_id, pipeline=pipe, **job.options)
+            pipe.execute()
+        return len(jobs)
+    except (redis.RedisError, OSError) as error:
+        log.warning("could not enqueue %d job(s), the sweeper will retry: %s", len(jobs), error)
+        return 0
+
+
+@event.listens_for(Session, "after_commit")
+def _send_pending_jobs(session: Session) -> None:
+    jobs = session.info.pop(_PENDING_KEY, None)
+    if jobs:
+        enqueue_now(jobs)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending_jobs(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)

@@ -1,0 +1,111 @@
+"""The raw inbound e-mail ledger: bytes stored first, keyed by their sha256, processed later by a worker."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from centrala.core.blobs import BlobStore
+from centrala.core.queue import enqueue_after_commit
+from centrala.ingest.models import InboundEmail, InboundStatus
+
+log = logging.getLogger(__name__)
+
+PROCESS_EMAIL_JOB = "centrala.workers.jobs.process_inbound_email"
+# Raw messages up to this size live in the row; larger ones in the blob store, written and fsynced first.
+INLINE_RAW_LIMIT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RecordedEmail:
+    """The ledger row for a message and whether this call created it."""
+
+    id: int
+    sha256: str
+    created: bool
+
+
+def record_inbound_email(
+    *,
+    session: Session,
+    raw: bytes,
+    mailbox: str,
+    mail_from: str,
+    rcpt_tos: Sequence[str],
+    now: datetime,
+    blobs: BlobStore,
+    peer: str | None = None,
+    source: str = "smtp",
+) -> RecordedEmail:
+    """Insert the raw message unless the same bytes are already stored, and queue it for processing on commit."""
+    digest = hashlib.sha256(raw).hexdigest()
+    inline = len(raw) <= INLINE_RAW_LIMIT
+    if not inline:
+        blobs.put(raw)
+    values = {
+        "sha256": digest,
+        "raw": raw if inline else None,
+        "blob_sha256": None if inline else digest,
+        "size": len(raw),
+        "source": source,
+        "mailbox": mailbox,
+        "mail_from": mail_from,
+        "rcpt_tos": list(rcpt_tos),
+        "peer": peer,
+        "received_at": now,
+        "queued_at": now,
+        "status": InboundStatus.RECEIVED,
+        "attempts": 0,
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(InboundEmail)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["sha256"])
+        .returning(InboundEmail.id)
+    )
+    new_id = session.execute(statement).scalar_one_or_none()
+    if new_id is None:
+        existing = session.execute(select(InboundEmail.id).where(InboundEmail.sha256 == digest)).scalar_one()
+        log.info("inbound %s already stored as %s", digest[:12], existing)
+        return RecordedEmail(id=existing, sha256=digest, created=False)
+    enqueue_after_commit(session, PROCESS_EMAIL_JOB, new_id, job_id=f"inbound-email-{new_id}")
+    log.info("stored inbound %s as %s (%d bytes)", digest[:12], new_id, len(raw))
+    return RecordedEmail(id=new_id, sha256=digest, created=True)
+
+
+def load_raw(*, row: InboundEmail, blobs: BlobStore) -> bytes:
+    """The raw bytes of a ledger row, wherever they are kept."""
+    if row.raw is not None:
+        return row.raw
+    if row.blob_sha256 is None:
+        raise ValueError(f"inbound email {row.id} has neither inline bytes nor a blob")
+    return blobs.get(row.blob_sha256)
+
+
+def requeue_stale_emails(*, session: Session, now: datetime, older_than: timedelta, limit: int = 1000) -> list[int]:
+    """Queue again the rows still ``received`` after ``older_than``: their job was lost or its worker died."""
+    ids = list(
+        session.scalars(
+            select(InboundEmail.id)
+            .where(
+                InboundEmail.status == InboundStatus.RECEIVED,
+                func.coalesce(InboundEmail.queued_at, InboundEmail.received_at) < now - older_than,
+            )
+            .order_by(InboundEmail.id)
+            .limit(limit)
+        )
+    )
+    if ids:
+        session.execute(update(InboundEmail).where(InboundEmail.id.in_(ids)).values(queued_at=now))
+        for inbound_id in ids:
+            enqueue_after_commit(session, PROCESS_EMAIL_JOB, inbound_id, job_id=f"inbound-email-{inbound_id}")
+    return ids

@@ -1,0 +1,19 @@
+"""Alembic environment: runs migrations on the engine handed over in the config's attributes."""
+
+from alembic import context
+
+from centrala.schema import metadata
+
+config = context.config
+engine = config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

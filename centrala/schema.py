@@ -1,0 +1,30 @@
+"""The whole schema: every table's module imported, and Alembic migrations applied to the configured database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+from centrala.core.db import Base, get_engine
+import centrala.ingest.models  # noqa: F401  (registers the tables)
+import centrala.tickets.models  # noqa: F401
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+metadata = Base.metadata
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic configuration for our migrations, bound to ``engine`` (default: the configured database)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine or get_engine()
+    return config
+
+
+def upgrade_database(engine: Engine | None = None, revision: str = "head") -> None:
+    """Apply every migration up to ``revision``."""
+    command.upgrade(alembic_config(engine), revision)

@@ -1,0 +1,1 @@
+"""The domain: contacts and organisations, tickets, the interaction timeline, agents."""
