@@ -1,0 +1,160 @@
+"""Processing raw inbound e-mail into contacts, tickets and timeline entries."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from centrala.ingest.ledger import record_inbound_email, requeue_stale_emails
+from centrala.ingest.models import InboundEmail, InboundStatus
+from centrala.ingest.process import process_inbound_email
+from centrala.tickets.models import Contact, ContactEmail, Interaction, Ticket, TicketStatus
+from tests.support.mails import make_mail
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture()
+def ingest(session, blobs):
+    """Store raw bytes in the ledger and process them, as SMTP and the worker would."""
+
+    def ingest_raw(raw: bytes, *, at: datetime = NOW):
+        recorded = record_inbound_email(
+            session=session, raw=raw, mailbox="support@localhost", mail_from="x@example.org",
+            rcpt_tos=["support@localhost"], now=at, blobs=blobs,
+        )
+        outcome = process_inbound_email(session=session, inbound_id=recorded.id, now=at, blobs=blobs)
+        session.flush()
+        return outcome
+
+    return ingest_raw
+
+
+def count(session, model):
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def test_first_mail_opens_ticket_for_new_contact(session, ingest):
+    outcome = ingest(make_mail())
+    assert outcome.status == InboundStatus.PROCESSED
+    ticket = session.get(Ticket, outcome.ticket_id)
+    assert ticket.subject == "Nefunguje mi přihlášení"
+    assert ticket.status == TicketStatus.NEW
+    assert ticket.number == f"T-{1000 + ticket.id}"
+    assert ticket.contact.name == "Jana Nováková"
+    assert [e.address for e in ticket.contact.emails] == ["jana@example.cz"]
+    [interaction] = ticket.interactions
+    assert interaction.external_id == "m1@example.cz"
+    assert interaction.thread_reason == "new-ticket"
+
+
+def test_reply_with_in_reply_to_lands_on_the_same_ticket_and_reopens_it(session, ingest):
+    first = ingest(make_mail())
+    ticket = session.get(Ticket, first.ticket_id)
+    ticket.status = TicketStatus.RESOLVED
+    reply = ingest(
+        make_mail(subject="Re: Nefunguje mi přihlášení", message_id="<m2@example.cz>",
+                  in_reply_to="<m1@example.cz>", references="<m1@example.cz>"),
+        at=NOW + timedelta(minutes=5),
+    )
+    assert reply.ticket_id == first.ticket_id
+    assert ticket.status == TicketStatus.OPEN
+    assert [i.thread_reason for i in ticket.interactions] == ["new-ticket", "reference"]
+
+
+def test_new_subject_without_reference_opens_second_ticket_for_same_contact(session, ingest):
+    first = ingest(make_mail())
+    second = ingest(make_mail(subject="Faktura za listopad", message_id="<m3@example.cz>"))
+    assert second.ticket_id != first.ticket_id
+    tickets = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+    assert tickets[0].contact_id == tickets[1].contact_id
+    assert count(session, Contact) == 1
+
+
+def test_subject_tag_from_the_tickets_contact_threads(session, ingest):
+    first = ingest(make_mail())
+    number = session.get(Ticket, first.ticket_id).number
+    tagged = ingest(make_mail(subject=f"Re: dotaz [#{number}]", message_id="<m4@example.cz>"))
+    assert tagged.ticket_id == first.ticket_id
+
+
+def test_reply_with_foreign_reference_or_subject_tag_opens_new_ticket(session, ingest):
+    first = ingest(make_mail())
+    number = session.get(Ticket, first.ticket_id).number
+    stranger = ingest(
+        make_mail(sender="Mallory <mallory@evil.example>", subject=f"Re: [#{number}]",
+                  message_id="<evil@evil.example>", in_reply_to="<m1@example.cz>")
+    )
+    assert stranger.ticket_id != first.ticket_id
+    interaction = session.get(Interaction, stranger.interaction_id)
+    assert interaction.thread_reason == "new-ticket:foreign-reference"
+    assert session.get(Ticket, first.ticket_id).interactions[-1].external_id == "m1@example.cz"
+
+
+def test_same_message_twice_creates_one_interaction(session, ingest, blobs):
+    raw = make_mail()
+    first = ingest(raw)
+    # The same Message-ID arriving again with different bytes (e.g. another relay's Received header).
+    again = ingest(b"Received: from relay.example by mx\r\n" + raw)
+    assert again.interaction_id == first.interaction_id
+    assert again.reason == "duplicate"
+    assert count(session, Interaction) == 1
+    assert count(session, InboundEmail) == 2
+    # And processing the very same row again changes nothing.
+    repeat = process_inbound_email(session=session, inbound_id=first.inbound_id, now=NOW, blobs=blobs)
+    assert repeat.reason == "not pending"
+    assert count(session, Interaction) == 1
+
+
+def test_message_without_message_id_is_deduplicated_by_its_bytes(session, ingest):
+    raw = make_mail(message_id=None)
+    first = ingest(raw)
+    interaction = session.get(Interaction, first.interaction_id)
+    assert interaction.external_id.startswith("sha256:")
+
+
+def test_unusable_message_is_quarantined_with_its_bytes_kept(session, ingest):
+    raw = b"To: support@localhost\r\nSubject: no sender\r\n\r\nbody\r\n"
+    outcome = ingest(raw)
+    assert outcome.status == InboundStatus.QUARANTINED
+    row = session.get(InboundEmail, outcome.inbound_id)
+    assert row.status == InboundStatus.QUARANTINED
+    assert "sender" in row.reason
+    assert row.raw == raw
+    assert count(session, Ticket) == 0
+
+
+def test_sender_address_is_matched_case_insensitively(session, ingest):
+    ingest(make_mail())
+    ingest(make_mail(sender="JANA@Example.CZ", subject="Jiný dotaz", message_id="<m5@example.cz>"))
+    assert count(session, Contact) == 1
+    assert count(session, ContactEmail) == 1
+
+
+def test_attachments_are_stored_content_addressed(session, ingest, blobs):
+    outcome = ingest(make_mail(attachments=[("scan.png", "image/png", b"\x89PNG fake image")]))
+    [attachment] = session.get(Interaction, outcome.interaction_id).attachments
+    assert attachment.filename == "scan.png"
+    assert blobs.get(attachment.sha256) == b"\x89PNG fake image"
+
+
+def test_large_message_is_kept_in_the_blob_store(session, ingest, blobs):
+    raw = make_mail(attachments=[("big.bin", "application/octet-stream", b"x" * 1_500_000)])
+    outcome = ingest(raw)
+    row = session.get(InboundEmail, outcome.inbound_id)
+    assert row.raw is None and blobs.get(row.blob_sha256) == raw
+    assert outcome.status == InboundStatus.PROCESSED
+
+
+def test_sweeper_requeues_only_rows_left_unprocessed(session, blobs):
+    stale = record_inbound_email(
+        session=session, raw=make_mail(), mailbox="support@localhost", mail_from="", rcpt_tos=[],
+        now=NOW - timedelta(minutes=5), blobs=blobs,
+    )
+    record_inbound_email(
+        session=session, raw=make_mail(message_id="<fresh@x>"), mailbox="support@localhost", mail_from="",
+        rcpt_tos=[], now=NOW, blobs=blobs,
+    )
+    assert requeue_stale_emails(session=session, now=NOW, older_than=timedelta(minutes=1)) == [stale.id]
+    # Just handed over again: the next sweep leaves it alone until it is stale once more.
+    assert requeue_stale_emails(session=session, now=NOW + timedelta(seconds=30), older_than=timedelta(minutes=1)) == []
