@@ -1,0 +1,451 @@
+"""The inbound SMTP server: accepts mail for our mailboxes and answers 250 once the raw bytes are committed.
+
+The server does the cheap checks (known mailbox at RCPT, size at MAIL and DATA) and hands the raw bytes to
+``ingest.ledger.record_inbound_email``; parsing and every decision about the message happen later in a worker.
+The database write runs in a small thread pool so that one slow commit never stalls the other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import hashlib
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session as SMTPSession, syntax
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
+
+from centrala.core import clock
+from centrala.core.blobs import BlobStore
+from centrala.core.db import get_sessionmaker
+from centrala.core.settings import Settings, get_settings
+from centrala.ingest.ledger import RecordedEmail, record_inbound_email
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 §4.5.3.2.7: a server should wait at least 5 minutes for the next command.
+SESSION_TIMEOUT_SECONDS = 300.0
+# RFC 5321 §4.5.3.2.6: the client waits 10 minutes for the reply to the end of data; answer well before.
+WRITE_TIMEOUT_SECONDS = 60.0
+# How long a stop waits for sessions in the middle of DATA before closing them anyway.
+SHUTDOWN_GRACE_SECONDS = 25.0
+# RFC 5321 §4.5.3.1.8 asks for at least 100 recipients; every one of ours is a local mailbox anyway.
+MAX_RECIPIENTS = 100
+WRITE_THREADS = 8
+
+# RFC 5321 §4.2.2 reply codes with RFC 3463 enhanced status codes.
+REPLY_RECIPIENT_OK = "250 2.1.5 Ok"
+REPLY_BAD_RECIPIENT_SYNTAX = "501 5.1.3 Bad recipient address syntax"
+REPLY_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+REPLY_TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please retry later"
+REPLY_TOO_BIG = "552 5.3.4 Message too big for system"
+REPLY_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
+REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+
+# aiosmtpd's own replies for an oversize message (at DATA, and for MAIL FROM ... SIZE=n) lack the enhanced
+# status code; they are rewritten to REPLY_TOO_BIG.
+_AIOSMTPD_TOO_BIG = frozenset(
+    {"552 Error: Too much mail data", "552 Error: message size exceeds fixed maximum message size"}
+)
+_AIOSMTPD_MALFORMED_ADDRESS = "553 5.1.3 Error: malformed address"
+
+
+def is_valid_address(address: str) -> bool:
+    """Whether ``address`` is a plausible envelope address: one @, both parts filled, no space or control."""
+    if address.count("@") != 1:
+        return False
+    local, domain = address.split("@")
+    if not local or not domain:
+        return False
+    return not any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in address)
+
+
+def _peer_ip(peer: Any) -> str | None:
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer) if peer else None
+
+
+def _hide_sql_parameters(error: BaseException | None) -> None:
+    """Keep SQLAlchemy from printing bound parameters (the message bytes) in a logged traceback."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, StatementError):
+            error.hide_parameters = True
+        error = error.__cause__ or error.__context__
+
+
+class InboundHandler:
+    """aiosmtpd handler: accepts our mailboxes at RCPT and writes each message to the ledger at DATA."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        sessionmaker: Callable[[], Session] | None = None,
+        *,
+        max_workers: int = WRITE_THREADS,
+        write_timeout: float = WRITE_TIMEOUT_SECONDS,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.sessionmaker = sessionmaker or get_sessionmaker()
+        self.blobs = BlobStore(self.settings.blob_dir)
+        self.write_timeout = write_timeout
+        self._mailboxes = frozenset(mailbox.lower() for mailbox in self.settings.mailboxes)
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="smtp-ledger")
+        self._writes: set[asyncio.Future[RecordedEmail]] = set()
+
+    @property
+    def in_flight_writes(self) -> int:
+        """How many database writes have started and not yet finished."""
+        return len(self._writes)
+
+    def match_mailbox(self, address: str) -> str | None:
+        """Our mailbox (lower-cased) that ``address`` reaches, ``support+tag@x`` -> ``support@x``; or None."""
+        address = address.lower()
+        if address in self._mailboxes:
+            return address
+        local, _, domain = address.rpartition("@")
+        base, plus, _tag = local.partition("+")
+        if plus and base:
+            candidate = f"{base}@{domain}"
+            if candidate in self._mailboxes:
+                return candidate
+        return None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: SMTPSession, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        """Accept a recipient that is one of our mailboxes or a plus-address of one."""
+        if not is_valid_address(address):
+            return REPLY_BAD_RECIPIENT_SYNTAX
+        if self.match_mailbox(address) is None:
+            log.info("refused recipient at unknown mailbox (domain %r)", address.rpartition("@")[2][:100])
+            # RFC 5321 §3.3: 550 for a mailbox we do not have; the reply names only what the client sent.
+            return f"550 5.1.1 <{address}>: mailbox unavailable"
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            # RFC 5321 §4.5.3.1.10: 452 (temporary), the client sends the rest in another transaction.
+            return REPLY_TOO_MANY_RECIPIENTS
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return REPLY_RECIPIENT_OK
+
+    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
+        """Commit the raw message to the ledger in a worker thread, then answer 250 with its ledger id."""
+        raw: bytes = envelope.original_content or b""
+        digest = hashlib.sha256(raw).hexdigest()[:12]
+        mailbox = self.match_mailbox(envelope.rcpt_tos[0])
+        if mailbox is None:
+            # Only reachable when a subclass accepts other recipients at RCPT; refuse rather than guess.
+            log.error("inbound %s: first recipient is not one of our mailboxes", digest)
+            return REPLY_TEMPORARY_FAILURE
+        mail_from = envelope.mail_from or ""
+        write = functools.partial(
+            self._record,
+            raw=raw,
+            mailbox=mailbox,
+            # The null reverse-path of bounces, RFC 5321 §4.5.5.
+            mail_from="" if mail_from == "<>" else mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            peer=_peer_ip(session.peer),
+            now=clock.now(),
+        )
+        future = asyncio.get_running_loop().run_in_executor(self._executor, write)
+        self._writes.add(future)
+        future.add_done_callback(self._writes.discard)
+        try:
+            # Shielded: a client that hangs up mid-write does not cancel the write; a retry is deduplicated.
+            recorded = await asyncio.wait_for(asyncio.shield(future), self.write_timeout)
+        except Exception as error:
+            _hide_sql_parameters(error)
+            log.error(
+                "could not store inbound %s (%d bytes), answered 451: %s",
+                digest,
+                len(raw),
+                type(error).__name__,
+                exc_info=error,
+            )
+            # RFC 5321 §4.2.5: after a 4yz the sender keeps the message and retries; our faults are transient.
+            return REPLY_TEMPORARY_FAILURE
+        duplicate = "" if recorded.created else " (duplicate)"
+        log.info("accepted inbound %s as %s%s", digest, recorded.id, duplicate)
+        # RFC 5321 §6.1: a 250 to the end of data accepts responsibility for the message: only after commit.
+        return f"250 2.0.0 Ok: queued as {recorded.id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Log an unexpected error and answer 451 (aiosmtpd's default: a permanent 500 quoting the error)."""
+        _hide_sql_parameters(error)
+        log.error("SMTP session error, answered 451: %s", type(error).__name__, exc_info=error)
+        return REPLY_TEMPORARY_FAILURE
+
+    def close(self) -> None:
+        """Wait for the writes in progress and stop the write threads."""
+        self._executor.shutdown(wait=True)
+
+    def _record(
+        self,
+        *,
+        raw: bytes,
+        mailbox: str,
+        mail_from: str,
+        rcpt_tos: list[str],
+        peer: str | None,
+        now: datetime,
+    ) -> RecordedEmail:
+        with self.sessionmaker() as db:
+            recorded = record_inbound_email(
+                session=db,
+                raw=raw,
+                mailbox=mailbox,
+                mail_from=mail_from,
+                rcpt_tos=rcpt_tos,
+                now=now,
+                blobs=self.blobs,
+                peer=peer,
+            )
+            db.commit()
+        return recorded
+
+
+class _Sessions:
+    """The open sessions of one server, for the connection limit and an orderly stop."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self.open: set[InboundSMTP] = set()
+        self.draining = False
+
+
+class InboundSMTP(SMTP):
+    """aiosmtpd's SMTP protocol with a connection limit, enhanced status codes and no leaking replies."""
+
+    def __init__(self, handler: Any, *, sessions: _Sessions, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        # aiosmtpd keeps these limits in a class attribute that every connection clears and EHLO raises;
+        # give each session its own.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self._sessions = sessions
+        self._refused = False
+        self._in_data = False
+        self._in_rcpt = False
+
+    @property
+    def in_data(self) -> bool:
+        """Whether the session is between DATA and its final reply."""
+        return self._in_data
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None and (
+            self._sessions.draining or len(self._sessions.open) >= self._sessions.max_connections
+        ):
+            # RFC 5321 §3.8: 421 in place of the greeting is transient (554, §3.1, would be permanent).
+            self._refused = True
+            reply = REPLY_SHUTTING_DOWN if self._sessions.draining else REPLY_TOO_MANY_CONNECTIONS
+            peer = _peer_ip(transport.get_extra_info("peername"))
+            log.warning("refused SMTP connection from %s: %s", peer, reply)
+            transport.write(reply.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._sessions.open.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        self._sessions.open.discard(self)
+        super().connection_lost(error)
+
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+        if text in _AIOSMTPD_TOO_BIG:
+            # RFC 1870 §6 (SIZE): 552 for a message over the fixed maximum; RFC 3463 X.3.4 "too big".
+            status = REPLY_TOO_BIG
+        elif self._in_rcpt and text == _AIOSMTPD_MALFORMED_ADDRESS:
+            # RFC 5321 §4.2.2: 501 for a syntax error in the argument.
+            status = REPLY_BAD_RECIPIENT_SYNTAX
+        await super().push(status)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default (and its answer when the handler's hook raises) is a permanent 500 quoting the
+        # error; whatever happens here, the client gets a transient 451 and no exception text.
+        hook = getattr(self.event_handler, "handle_exception", None)
+        if hook is not None:
+            try:
+                return str(await hook(error))
+            except Exception:
+                log.exception("SMTP handle_exception hook failed")
+        else:
+            _hide_sql_parameters(error)
+            log.error("SMTP session error, answered 451: %s", type(error).__name__, exc_info=error)
+        return REPLY_TEMPORARY_FAILURE
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        self._in_rcpt = True
+        try:
+            await super().smtp_RCPT(arg)
+        finally:
+            self._in_rcpt = False
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if self._sessions.draining:
+            self.close_for_shutdown()
+            return
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        except Exception:
+            # A failed DATA ends the transaction: keep no MAIL FROM from it (the next MAIL would get 503).
+            self._set_post_data_state()
+            raise
+        finally:
+            self._in_data = False
+        if self._sessions.draining:
+            self.close_for_shutdown()
+
+    def close_for_shutdown(self) -> None:
+        """Tell the client we are going away (RFC 5321 §3.8: 421) and close the connection."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(REPLY_SHUTTING_DOWN.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
+        self.transport.close()
+
+
+class InboundSMTPServer:
+    """The listening SMTP server on an asyncio loop: ``start()``, then ``stop()`` finishes in-flight DATA.
+
+    The server owns its handler: stopping it (or failing to start) closes the handler's write threads.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        handler: InboundHandler | None = None,
+        session_timeout: float = SESSION_TIMEOUT_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.handler = handler or InboundHandler(settings)
+        self.session_timeout = session_timeout
+        self._sessions = _Sessions(settings.smtp_max_connections)
+        self._server: asyncio.Server | None = None
+
+    @property
+    def server(self) -> asyncio.Server:
+        """The underlying asyncio server; only after ``start()``."""
+        if self._server is None:
+            raise RuntimeError("the SMTP server is not started")
+        return self._server
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (useful when started on port 0)."""
+        return int(self.server.sockets[0].getsockname()[1])
+
+    @property
+    def open_sessions(self) -> int:
+        """How many sessions are connected now."""
+        return len(self._sessions.open)
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Listen on ``host:port`` (default: the configured SMTP host and port)."""
+        _quiet_aiosmtpd_logger()
+        loop = asyncio.get_running_loop()
+        factory = self._protocol_factory(loop)
+        try:
+            self._server = await loop.create_server(
+                factory,
+                host or self.settings.smtp_host,
+                self.settings.smtp_port if port is None else port,
+            )
+        except BaseException:
+            self.handler.close()
+            raise
+        log.info("SMTP server listening on port %d", self.port)
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, let sessions in DATA finish (up to ``grace`` s), close the rest, await writes."""
+        if self._server is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._sessions.draining = True
+        self._server.close()
+        deadline = loop.time() + grace
+        while loop.time() < deadline and (
+            self.handler.in_flight_writes or any(session.in_data for session in self._sessions.open)
+        ):
+            await asyncio.sleep(0.05)
+        for session in list(self._sessions.open):
+            session.close_for_shutdown()
+        await self._server.wait_closed()
+        while self._sessions.open and loop.time() < deadline + 1.0:
+            await asyncio.sleep(0.01)
+        # Writes whose client has gone still commit; the sender's retry finds them by sha256.
+        await asyncio.to_thread(self.handler.close)
+        log.info("SMTP server stopped")
+
+    def _protocol_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], InboundSMTP]:
+        def make_session() -> InboundSMTP:
+            return InboundSMTP(
+                self.handler,
+                sessions=self._sessions,
+                data_size_limit=self.settings.max_message_bytes,
+                hostname=self.settings.smtp_hostname,
+                ident="Centrala ESMTP",
+                timeout=self.session_timeout,
+                loop=loop,
+            )
+
+        return make_session
+
+
+def _quiet_aiosmtpd_logger() -> None:
+    # aiosmtpd logs every command line, envelope addresses included, at INFO; keep full addresses out of logs.
+    aiosmtpd_log = logging.getLogger("mail.log")
+    if aiosmtpd_log.getEffectiveLevel() < logging.WARNING:
+        aiosmtpd_log.setLevel(logging.WARNING)
+
+
+async def start_smtp_server(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    handler: InboundHandler | None = None,
+) -> InboundSMTPServer:
+    """Start the inbound SMTP server on the running loop and return it, listening."""
+    server = InboundSMTPServer(settings, handler=handler)
+    await server.start(host, port)
+    return server
+
+
+async def _serve(settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            log.warning("cannot handle %s here; stop the SMTP server by cancelling it", signum.name)
+    server = await start_smtp_server(settings)
+    try:
+        await stop.wait()
+        log.info("SMTP server stopping")
+        # A second signal while sessions drain stops the process the default way.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    finally:
+        await server.stop()
+
+
+def serve_smtp(settings: Settings) -> None:
+    """Run the inbound SMTP server on ``smtp_host:smtp_port`` until SIGINT or SIGTERM, then stop cleanly."""
+    asyncio.run(_serve(settings))
