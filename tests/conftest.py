@@ -105,13 +105,14 @@ _embedded_clients: list[object] = []
 
 
 def _reset_caches() -> None:
-    from centrala.core.db import get_engine, get_sessionmaker
+    from centrala.core.db import get_engine, get_read_sessionmaker, get_sessionmaker
     from centrala.core.queue import get_redis
     from centrala.core.settings import get_settings
 
     get_settings.cache_clear()
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
+    get_read_sessionmaker.cache_clear()
     get_redis.cache_clear()
 
 
@@ -156,3 +157,36 @@ def blobs(tmp_path: Path):
     from centrala.core.blobs import BlobStore
 
     return BlobStore(tmp_path / "blobs")
+
+
+@pytest.fixture()
+def app(session: Session):
+    """The web application, its requests served from the test's rolled-back session.
+
+    Each request starts from committed setup (as a real request would see it) and rolls back what it
+    changed when it fails, like ``get_db``'s session closing without a commit.
+    """
+    from centrala.app import create_app
+    from centrala.core.db import get_db
+
+    def _request_session() -> Iterator[Session]:
+        session.commit()
+        session.expire_all()
+        try:
+            yield session
+        except Exception:
+            session.rollback()
+            raise
+
+    application = create_app()
+    application.dependency_overrides[get_db] = _request_session
+    return application
+
+
+@pytest.fixture()
+def client(app):
+    """An HTTP client for ``app``."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as test_client:
+        yield test_client

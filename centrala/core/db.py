@@ -9,12 +9,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from centrala.core.settings import Settings, get_settings
+
+# Execution option marking a connection whose transactions only read.
+READ_ONLY_OPTION = "centrala_read_only"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -90,8 +94,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_begin(connection: Any) -> None:
         # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY when another
         # writer committed in between (busy_timeout cannot help there); taking the write lock up front
-        # makes writers queue on busy_timeout instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # makes writers queue on busy_timeout instead. Read-only work keeps WAL's lock-free reads.
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 @functools.cache
@@ -104,6 +109,12 @@ def get_engine() -> Engine:
 def get_sessionmaker() -> sessionmaker[Session]:
     """The process-wide session factory."""
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+@functools.cache
+def get_read_sessionmaker() -> sessionmaker[Session]:
+    """Sessions for work that only reads: on SQLite they never wait for a writer."""
+    return sessionmaker(bind=get_engine().execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
 
 
 @contextmanager
@@ -120,9 +131,13 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def get_db() -> Iterator[Session]:
-    """FastAPI dependency: a session for one request; the handler commits what it changes."""
-    session = get_sessionmaker()()
+def get_db(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: a session for one request; the handler commits what it changes.
+
+    GET and HEAD requests only read (RFC 9110 §9.2.1), so they get read-only sessions.
+    """
+    factory = get_read_sessionmaker() if request.method in ("GET", "HEAD") else get_sessionmaker()
+    session = factory()
     try:
         yield session
     finally:

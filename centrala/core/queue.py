@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import event
@@ -31,9 +33,15 @@ class PendingJob:
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
-    """A Redis client for the configured server, or for the embedded one when none is configured."""
+    """A Redis client for the configured server, or for the embedded one when none is configured.
+
+    One retry, no back-off: redis-py's default (ten retries with growing waits) would make every commit that
+    queues a job stall for seconds while Redis is down, although the sweeper makes the enqueue optional.
+    """
     if settings.redis_url:
-        return redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        return redis.Redis.from_url(
+            settings.redis_url, socket_timeout=10, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1)
+        )
     from centrala.core.embedded import start_embedded_redis
 
     return start_embedded_redis(settings.embedded_redis_path)

@@ -1,0 +1,147 @@
+"""The FastAPI composition root: routers, the error tree mapped to HTTP statuses, and the health check.
+
+Run with ``uvicorn --factory centrala.app:create_app``; creating the app connects to neither the
+database nor Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Annotated
+
+import redis
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from centrala import __version__
+from centrala.core.embedded import embedded_redis_url
+from centrala.core.errors import (
+    AuthenticationError,
+    CentralaError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    TemporaryFailure,
+)
+from centrala.core.queue import get_redis
+from centrala.core.settings import Settings, get_settings
+from centrala.tickets import api as tickets_api
+from centrala.tickets.api import SessionDep, SettingsDep
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+# The one place where errors become HTTP statuses; a subclass takes the status of its nearest listed ancestor.
+ERROR_STATUS: dict[type[CentralaError], int] = {
+    NotFoundError: 404,
+    InvalidInputError: 422,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    ConflictError: 409,
+    TemporaryFailure: 503,
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The web application with every router; ``settings`` default to the process-wide ones."""
+    app = FastAPI(title="Centrala", version=__version__)
+    app.state.settings = settings or get_settings()
+    for error_class in ERROR_STATUS:
+        app.add_exception_handler(error_class, _error_response)
+    app.include_router(health_router)
+    app.include_router(tickets_api.router)
+    return app
+
+
+async def _error_response(request: Request, error: Exception) -> JSONResponse:
+    status_code = next(ERROR_STATUS[cls] for cls in type(error).__mro__ if cls in ERROR_STATUS)
+    headers = None
+    if status_code == 401:
+        # RFC 6750 §3: a 401 names the scheme the client should use.
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif status_code == 503:
+        log.warning("%s %s answered 503: %s", request.method, request.url.path, error)
+    return JSONResponse({"detail": str(error)}, status_code=status_code, headers=headers)
+
+
+# --- Health -------------------------------------------------------------------------------------------------
+
+health_router = APIRouter(tags=["health"])
+
+
+class HealthRead(BaseModel):
+    """Whether the process and the services it needs answer; each part is ``ok`` or ``unavailable``."""
+
+    status: str = Field(examples=["ok"])
+    database: str = Field(examples=["ok"])
+    redis: str = Field(examples=["ok"])
+
+
+def get_health_redis(settings: SettingsDep) -> Iterator[redis.Redis | None]:
+    """A Redis client for one health check that tries once (a dependency, so tests can point it elsewhere).
+
+    Not the shared client: redis-py retries a failed command ten times with back-off by default, which would
+    turn a down Redis into a health check that hangs for a minute instead of answering 503.
+    """
+    try:
+        url = settings.redis_url or embedded_redis_url(get_redis())
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=HEALTH_TIMEOUT_SECONDS,
+            socket_timeout=HEALTH_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), retries=0),
+        )
+    except Exception:  # noqa: BLE001 - e.g. the embedded server failing to start: report it, don't crash
+        log.warning("health check: no Redis client", exc_info=True)
+        yield None
+        return
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def database_answers(session: SessionDep) -> bool:
+    """Whether the database answers ``SELECT 1``."""
+    try:
+        session.execute(text("SELECT 1"))
+        return True
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("health check: database unavailable: %s", error)
+        return False
+
+
+def redis_answers(client: Annotated[redis.Redis | None, Depends(get_health_redis)]) -> bool:
+    """Whether Redis answers PING."""
+    if client is None:
+        return False
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError) as error:
+        log.warning("health check: Redis unavailable: %s", error)
+        return False
+
+
+@health_router.get("/healthz", responses={503: {"model": HealthRead, "description": "A dependency is down"}})
+def healthz(
+    response: Response,
+    database_ok: Annotated[bool, Depends(database_answers)],
+    redis_ok: Annotated[bool, Depends(redis_answers)],
+) -> HealthRead:
+    """200 when the database and Redis both answer; 503 naming the part that does not."""
+    health = HealthRead(
+        status="ok" if database_ok and redis_ok else "unavailable",
+        database="ok" if database_ok else "unavailable",
+        redis="ok" if redis_ok else "unavailable",
+    )
+    if health.status != "ok":
+        response.status_code = 503
+    return health

@@ -1,0 +1,93 @@
+"""Agents and their API tokens: a token is shown once and stored only as its sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from centrala.core.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
+from centrala.tickets.contacts import MAX_NAME_LENGTH, normalise_email
+from centrala.tickets.models import Agent, AgentRole
+
+# secrets.token_urlsafe(32) gives 43 characters; anything far longer is not one of ours and is not hashed.
+MAX_TOKEN_LENGTH = 256
+
+
+def hash_token(token: str) -> str:
+    """The sha256 hex digest under which a token is stored.
+
+    A plain hash is enough (no salt or slow KDF): the token is 256 random bits, not a guessable password.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random API token."""
+    return secrets.token_urlsafe(32)
+
+
+def create_agent(
+    *, session: Session, email: str, name: str, role: AgentRole | str, now: datetime
+) -> tuple[Agent, str]:
+    """Create an active agent and return it with its API token, which is not stored and cannot be shown again.
+
+    Raises:
+        InvalidInputError: the e-mail address, name or role is malformed.
+        ConflictError: an agent with this e-mail address exists.
+    """
+    address = normalise_email(email)
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInputError(f"the name is longer than {MAX_NAME_LENGTH} characters")
+    try:
+        role = AgentRole(role)
+    except ValueError as error:
+        choices = ", ".join(member.value for member in AgentRole)
+        raise InvalidInputError(f"unknown role {role!r}; choose one of {choices}") from error
+    if session.scalar(select(Agent.id).where(Agent.email == address)) is not None:
+        raise ConflictError(f"an agent with the address {address} exists")
+    token = new_token()
+    agent = Agent(
+        email=address, name=name, role=role, token_hash=hash_token(token), is_active=True, created_at=now
+    )
+    try:
+        with session.begin_nested():
+            session.add(agent)
+    except IntegrityError as error:
+        raise ConflictError(f"an agent with the address {address} exists") from error
+    return agent, token
+
+
+def get_agent_by_email_or_raise(*, session: Session, email: str) -> Agent:
+    """The agent with this e-mail address (any case); raises NotFoundError."""
+    agent = session.scalar(select(Agent).where(Agent.email == normalise_email(email)))
+    if agent is None:
+        raise NotFoundError("no agent has this e-mail address")
+    return agent
+
+
+def rotate_token(*, session: Session, agent: Agent) -> str:
+    """Replace the agent's API token with a new one and return it; the old token stops working."""
+    token = new_token()
+    agent.token_hash = hash_token(token)
+    session.flush()
+    return token
+
+
+def authenticate_token(*, session: Session, token: str) -> Agent:
+    """The active agent holding ``token``; raises AuthenticationError otherwise.
+
+    The lookup is by the token's hash, so the database compares digests, never the secret itself, and how
+    long it takes says nothing about how much of a guessed token was right.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise AuthenticationError("invalid API token")
+    agent = session.scalar(select(Agent).where(Agent.token_hash == hash_token(token)))
+    if agent is None or not agent.is_active:
+        raise AuthenticationError("invalid API token")
+    return agent

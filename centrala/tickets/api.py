@@ -1,0 +1,151 @@
+"""The JSON API under ``/api/v1``: tickets, replies and contacts, for agents holding a bearer token."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from centrala.core import clock
+from centrala.core.db import get_db
+from centrala.core.errors import AuthenticationError, InvalidInputError
+from centrala.core.settings import Settings, get_settings
+from centrala.tickets import contacts, queries
+from centrala.tickets.agents import authenticate_token
+from centrala.tickets.models import Agent, TicketStatus
+from centrala.tickets.replies import record_agent_reply
+from centrala.tickets.schemas import (
+    ContactCreate,
+    ContactDetailRead,
+    ContactRead,
+    InteractionRead,
+    ReplyCreate,
+    TicketDetailRead,
+    TicketRead,
+)
+
+MAX_PAGE_SIZE = 200
+
+SessionDep = Annotated[Session, Depends(get_db)]
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings given to ``create_app(settings)``, else the process-wide ones."""
+    settings = getattr(request.app.state, "settings", None)
+    return settings if isinstance(settings, Settings) else get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+# auto_error=False: a missing or non-Bearer Authorization header reaches us as None, and we answer 401 with
+# WWW-Authenticate (RFC 6750 §3) through the error tree rather than FastAPI's own response.
+_bearer = HTTPBearer(
+    auto_error=False, description="An agent's API token, printed by `centrala agents create`."
+)
+
+
+def get_current_agent(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Agent:
+    """The agent whose bearer token authorises this request; raises AuthenticationError."""
+    if credentials is None:
+        raise AuthenticationError("an Authorization: Bearer <token> header is required")
+    return authenticate_token(session=session, token=credentials.credentials)
+
+
+CurrentAgentDep = Annotated[Agent, Depends(get_current_agent)]
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="At most this many items")]
+Offset = Annotated[int, Query(ge=0, le=queries.MAX_ID, description="Skip this many items")]
+TicketReference = Annotated[
+    str, Path(description="The ticket's id (`42`) or number (`T-1042`)", max_length=32)
+]
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_current_agent)])
+
+
+@router.get("/tickets", tags=["tickets"])
+def list_tickets(
+    session: SessionDep,
+    status: Annotated[list[TicketStatus] | None, Query(description="Only tickets in these states")] = None,
+    contact_id: Annotated[int | None, Query(ge=1, le=queries.MAX_ID)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> list[TicketRead]:
+    """Tickets, most recently updated first."""
+    items = queries.list_tickets(
+        session=session, statuses=status or (), contact_id=contact_id, limit=limit, offset=offset
+    )
+    return [TicketRead.from_ticket(item.ticket, item.interaction_count) for item in items]
+
+
+@router.get("/tickets/{ticket_id}", tags=["tickets"])
+def get_ticket(session: SessionDep, ticket_id: TicketReference) -> TicketDetailRead:
+    """A ticket with its interactions, oldest first."""
+    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id, with_interactions=True)
+    return TicketDetailRead.from_ticket_with_interactions(ticket)
+
+
+@router.post("/tickets/{ticket_id}/replies", status_code=201, tags=["tickets"])
+def create_reply(
+    session: SessionDep, agent: CurrentAgentDep, ticket_id: TicketReference, reply: ReplyCreate
+) -> InteractionRead:
+    """Record the agent's e-mail reply on the ticket, which then waits on the customer.
+
+    The reply is recorded on the timeline; delivering it is the outbound mail outbox's job.
+    """
+    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id)
+    interaction = record_agent_reply(
+        session=session, ticket=ticket, agent=agent, text=reply.text, html=reply.html, now=clock.now()
+    )
+    session.commit()
+    return InteractionRead.model_validate(interaction)
+
+
+@router.get("/contacts", tags=["contacts"])
+def find_contacts(
+    session: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str | None, Query(description="Contacts owning this address (any case)")] = None,
+    phone: Annotated[
+        str | None, Query(description="Contacts at this number, E.164 or national in the default region")
+    ] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> list[ContactRead]:
+    """Contacts by e-mail address or by phone number (a shared line gives several), else all contacts."""
+    if email is not None and phone is not None:
+        raise InvalidInputError("look contacts up by email or by phone, not both")
+    if email is not None:
+        found = contacts.find_contacts_by_email(session=session, address=email)
+    elif phone is not None:
+        found = contacts.find_contacts_by_phone(session=session, number=phone, region=settings.default_region)
+    else:
+        found = queries.list_contacts(session=session, limit=limit, offset=offset)
+    return [ContactRead.from_contact(contact) for contact in found]
+
+
+@router.post("/contacts", status_code=201, tags=["contacts"])
+def create_contact(session: SessionDep, settings: SettingsDep, contact: ContactCreate) -> ContactRead:
+    """Create a contact; 409 when one of its e-mail addresses already belongs to another contact."""
+    created = contacts.create_contact(
+        session=session,
+        name=contact.name,
+        emails=contact.emails,
+        phones=contact.phones,
+        language=contact.language,
+        now=clock.now(),
+        region=settings.default_region,
+    )
+    session.commit()
+    return ContactRead.from_contact(created)
+
+
+@router.get("/contacts/{contact_id}", tags=["contacts"])
+def get_contact(session: SessionDep, contact_id: int) -> ContactDetailRead:
+    """A contact with its timeline across all its tickets, newest first."""
+    contact = queries.get_contact_or_raise(session=session, contact_id=contact_id)
+    timeline = queries.list_contact_timeline(session=session, contact_id=contact.id)
+    return ContactDetailRead.from_contact_with_timeline(contact, timeline)

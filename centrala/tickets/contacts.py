@@ -1,0 +1,176 @@
+"""Contacts: normalised e-mail addresses and phone numbers, creating contacts and finding them by either."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import phonenumbers
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from centrala.core.errors import ConflictError, InvalidInputError
+from centrala.tickets.models import Contact, ContactEmail, ContactPhone, OrganizationDomain
+
+MAX_EMAIL_LENGTH = 320
+MAX_NAME_LENGTH = 200
+MAX_LANGUAGE_LENGTH = 8
+# Characters with a meaning in RFC 5322 address syntax (quoting, comments, groups, routes). We accept only
+# plain dot-atom addresses; a parser that tolerates these is how CVE-2023-27043 misreads
+# "alice@example.org)<bob@example.org>".
+_ADDRESS_SPECIALS = frozenset('<>()[]\\,;:"')
+
+
+# Loader options for a contact shown with its addresses, numbers and organisation, without a query per row.
+WITH_CONTACT_DETAILS = (
+    selectinload(Contact.emails),
+    selectinload(Contact.phones),
+    selectinload(Contact.organization),
+)
+
+
+# --- Normalisation ------------------------------------------------------------------------------------------
+
+
+def normalise_email(address: str) -> str:
+    """The address stripped and lower-cased; InvalidInputError unless it is a plain ``local@domain``."""
+    address = address.strip().lower()
+    if not address:
+        raise InvalidInputError("the e-mail address is empty")
+    if len(address) > MAX_EMAIL_LENGTH:
+        raise InvalidInputError(f"the e-mail address is longer than {MAX_EMAIL_LENGTH} characters")
+    if any(char.isspace() or not char.isprintable() for char in address):
+        # Refuses CR/LF too: a stored address ends up in headers we generate (CVE-2024-6923).
+        raise InvalidInputError("the e-mail address contains spaces or control characters")
+    if any(char in _ADDRESS_SPECIALS for char in address):
+        raise InvalidInputError("the e-mail address contains characters not allowed in a plain address")
+    local, at, domain = address.partition("@")
+    if not at or "@" in domain:
+        raise InvalidInputError("the e-mail address must contain exactly one @")
+    if not local or not domain:
+        raise InvalidInputError("the e-mail address needs a name before and a domain after the @")
+    if any(not label for label in domain.split(".")):
+        raise InvalidInputError("the e-mail address has an empty part in its domain")
+    return address
+
+
+def normalise_phone(number: str, region: str) -> str:
+    """The number in E.164 (``+420601123456``), a national form read in ``region``; InvalidInputError."""
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException as error:
+        raise InvalidInputError(f"{number!r} is not a phone number") from error
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidInputError(f"{number!r} is not a valid phone number (read in region {region})")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+# --- Lookup -------------------------------------------------------------------------------------------------
+
+
+def find_contacts_by_email(*, session: Session, address: str) -> list[Contact]:
+    """The contact owning ``address`` (normalised first) as a list of zero or one."""
+    normalised = normalise_email(address)
+    statement = (
+        select(Contact)
+        .join(ContactEmail, ContactEmail.contact_id == Contact.id)
+        .where(ContactEmail.address == normalised)
+        .options(*WITH_CONTACT_DETAILS)
+    )
+    return list(session.scalars(statement))
+
+
+def find_contacts_by_phone(*, session: Session, number: str, region: str) -> list[Contact]:
+    """Every contact reachable at ``number`` (normalised in ``region`` first); a shared line has several."""
+    normalised = normalise_phone(number, region)
+    statement = (
+        select(Contact)
+        .where(Contact.id.in_(select(ContactPhone.contact_id).where(ContactPhone.number == normalised)))
+        .order_by(Contact.id)
+        .options(*WITH_CONTACT_DETAILS)
+    )
+    return list(session.scalars(statement))
+
+
+# --- Creation -----------------------------------------------------------------------------------------------
+
+
+def create_contact(
+    *,
+    session: Session,
+    name: str,
+    emails: Sequence[str],
+    phones: Sequence[str],
+    language: str | None,
+    now: datetime,
+    region: str,
+) -> Contact:
+    """Create a contact with its addresses and numbers, all normalised.
+
+    Raises:
+        InvalidInputError: an address, number or the language is malformed.
+        ConflictError: an address already belongs to a contact (also when a concurrent transaction took it
+            first), so callers matching by address can look the owner up again.
+    """
+    addresses = _unique(normalise_email(address) for address in emails)
+    numbers = _unique(normalise_phone(number, region) for number in phones)
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInputError(f"the name is longer than {MAX_NAME_LENGTH} characters")
+    language = (language or "").strip() or None
+    if language is not None and len(language) > MAX_LANGUAGE_LENGTH:
+        raise InvalidInputError(f"the language tag is longer than {MAX_LANGUAGE_LENGTH} characters")
+    if addresses:
+        taken = session.scalars(
+            select(ContactEmail.address).where(ContactEmail.address.in_(addresses))
+        ).first()
+        if taken is not None:
+            raise ConflictError(f"{taken} already belongs to another contact")
+    contact = Contact(
+        name=name,
+        language=language,
+        created_at=now,
+        updated_at=now,
+        emails=[ContactEmail(address=address) for address in addresses],
+        phones=[ContactPhone(number=number) for number in numbers],
+    )
+    try:
+        with session.begin_nested():
+            session.add(contact)
+    except IntegrityError as error:
+        raise ConflictError(
+            "an e-mail address of the new contact already belongs to another contact"
+        ) from error
+    return contact
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+# --- Matching inbound senders -------------------------------------------------------------------------------
+
+
+def match_or_create_contact_by_email(*, session: Session, address: str, name: str, now: datetime) -> Contact:
+    """The contact who owns ``address``, or a new one, attached to the organisation owning its e-mail domain."""
+    address = normalise_email(address)
+    contact = session.scalar(select(Contact).join(ContactEmail).where(ContactEmail.address == address))
+    if contact is not None:
+        if name and not contact.name:
+            contact.name = " ".join(name.split())[:MAX_NAME_LENGTH]
+            contact.updated_at = now
+        return contact
+    domain = address.rsplit("@", 1)[1]
+    contact = Contact(
+        name=" ".join(name.split())[:MAX_NAME_LENGTH],
+        organization_id=session.scalar(
+            select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain)
+        ),
+        created_at=now,
+        updated_at=now,
+        emails=[ContactEmail(address=address)],
+    )
+    session.add(contact)
+    session.flush()
+    return contact

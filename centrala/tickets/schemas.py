@@ -1,0 +1,192 @@
+"""The JSON shapes of the API: ``...Read`` for what we answer, ``...Create`` for what we accept."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from centrala.tickets.models import (
+    Channel,
+    Contact,
+    Direction,
+    Interaction,
+    Ticket,
+    TicketPriority,
+    TicketStatus,
+    format_ticket_number,
+)
+from centrala.tickets.replies import MAX_REPLY_HTML, MAX_REPLY_TEXT
+
+
+class ReadModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class AttachmentRead(ReadModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+
+
+class InteractionRead(ReadModel):
+    id: int
+    ticket_id: int | None
+    channel: Channel
+    direction: Direction
+    author_name: str
+    author_address: str | None
+    agent_id: int | None
+    subject: str
+    text: str
+    html: str | None
+    thread_reason: str
+    occurred_at: datetime
+    external_id: str | None
+    attachments: list[AttachmentRead]
+
+
+class TimelineEntryRead(InteractionRead):
+    """An interaction on a contact's timeline, with the number of the ticket it belongs to."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ticket_number(self) -> str | None:
+        return format_ticket_number(self.ticket_id) if self.ticket_id is not None else None
+
+
+class ContactBrief(BaseModel):
+    """A contact as shown next to a ticket."""
+
+    id: int
+    name: str
+    email: str | None = Field(description="The contact's first e-mail address")
+
+    @classmethod
+    def from_contact(cls, contact: Contact) -> ContactBrief:
+        return cls(
+            id=contact.id, name=contact.name, email=contact.emails[0].address if contact.emails else None
+        )
+
+
+class QueueBrief(ReadModel):
+    id: int
+    name: str
+
+
+class OrganizationBrief(ReadModel):
+    id: int
+    name: str
+
+
+class TicketRead(BaseModel):
+    id: int
+    number: str = Field(examples=["T-1042"])
+    subject: str
+    status: TicketStatus
+    priority: TicketPriority
+    channel: Channel
+    contact: ContactBrief
+    assignee_id: int | None
+    queue: QueueBrief | None
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    interaction_count: int
+
+    @classmethod
+    def from_ticket(cls, ticket: Ticket, interaction_count: int) -> TicketRead:
+        return cls(**_ticket_fields(ticket), interaction_count=interaction_count)
+
+
+class TicketDetailRead(TicketRead):
+    """A ticket with its interactions, oldest first."""
+
+    interactions: list[InteractionRead]
+
+    @classmethod
+    def from_ticket_with_interactions(cls, ticket: Ticket) -> TicketDetailRead:
+        interactions = [InteractionRead.model_validate(item) for item in ticket.interactions]
+        return cls(**_ticket_fields(ticket), interaction_count=len(interactions), interactions=interactions)
+
+
+def _ticket_fields(ticket: Ticket) -> dict[str, object]:
+    return {
+        "id": ticket.id,
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "channel": ticket.channel,
+        "contact": ContactBrief.from_contact(ticket.contact),
+        "assignee_id": ticket.assignee_id,
+        "queue": QueueBrief.model_validate(ticket.queue) if ticket.queue else None,
+        "created_at": ticket.created_at,
+        "updated_at": ticket.updated_at,
+        "resolved_at": ticket.resolved_at,
+        "closed_at": ticket.closed_at,
+    }
+
+
+class ReplyCreate(BaseModel):
+    """An agent's e-mail reply to the ticket's contact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_REPLY_TEXT)
+    html: str | None = Field(default=None, max_length=MAX_REPLY_HTML)
+
+
+class ContactCreate(BaseModel):
+    """A new contact; addresses are lower-cased and numbers read in the default region and stored in E.164."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    emails: list[str] = Field(default_factory=list, max_length=20, examples=[["jana@example.org"]])
+    phones: list[str] = Field(default_factory=list, max_length=20, examples=[["+420 601 123 456"]])
+    language: str | None = Field(default=None, max_length=8, examples=["cs"])
+
+
+class ContactRead(BaseModel):
+    id: int
+    name: str
+    language: str | None
+    emails: list[str]
+    phones: list[str] = Field(description="E.164 numbers")
+    organization: OrganizationBrief | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_contact(cls, contact: Contact) -> ContactRead:
+        return cls(**_contact_fields(contact))
+
+
+class ContactDetailRead(ContactRead):
+    """A contact with its timeline: interactions across all its tickets, newest first."""
+
+    timeline: list[TimelineEntryRead]
+
+    @classmethod
+    def from_contact_with_timeline(cls, contact: Contact, timeline: list[Interaction]) -> ContactDetailRead:
+        return cls(
+            **_contact_fields(contact), timeline=[TimelineEntryRead.model_validate(item) for item in timeline]
+        )
+
+
+def _contact_fields(contact: Contact) -> dict[str, object]:
+    return {
+        "id": contact.id,
+        "name": contact.name,
+        "language": contact.language,
+        "emails": [email.address for email in contact.emails],
+        "phones": [phone.number for phone in contact.phones],
+        "organization": OrganizationBrief.model_validate(contact.organization)
+        if contact.organization
+        else None,
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
+    }
