@@ -1,0 +1,190 @@
+"""The ``centrala`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from sqlalchemy import func, select
+
+from centrala.core import clock
+from centrala.core.db import get_engine, session_scope
+from centrala.core.settings import get_settings
+
+app = typer.Typer(help="Centrala contact-centre service.", no_args_is_help=True, add_completion=False)
+agents_app = typer.Typer(help="Agents and their API tokens.", no_args_is_help=True)
+mail_app = typer.Typer(help="The inbound e-mail ledger.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+app.add_typer(mail_app, name="mail")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    # Per-plugin and per-job chatter; our own log lines name what happened to which message.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+@app.callback()
+def _main() -> None:
+    _configure_logging()
+
+
+@app.command()
+def up() -> None:
+    """Migrate, then run web, SMTP, workers and the scheduler together until Ctrl-C."""
+    from centrala.schema import upgrade_database
+    from centrala.workers.supervisor import supervise
+
+    upgrade_database()
+    get_engine().dispose()
+    raise typer.Exit(supervise(get_settings()))
+
+
+@app.command()
+def web() -> None:
+    """Serve the web application (API, portal, console)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "centrala.app:create_app",
+        factory=True,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def smtp() -> None:
+    """Run the inbound SMTP server."""
+    from centrala.ingest.smtp import serve_smtp
+
+    serve_smtp(get_settings())
+
+
+@app.command()
+def worker(burst: Annotated[bool, typer.Option(help="Stop when the queue is empty.")] = False) -> None:
+    """Run a background worker."""
+    from centrala.workers.processes import run_worker
+
+    run_worker(get_settings(), burst=burst)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the periodic sweeps that find work whose job was lost."""
+    from centrala.workers.processes import run_scheduler
+
+    run_scheduler(get_settings())
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from centrala.schema import upgrade_database
+
+    upgrade_database()
+    typer.echo("database is up to date")
+
+
+@app.command()
+def seed(
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Only when the database has no agents.")] = False,
+) -> None:
+    """Add demo data: a queue, an organisation, a few contacts and an admin agent (its token is printed)."""
+    from centrala.tickets.seed import seed_demo_data
+
+    with session_scope() as session:
+        result = seed_demo_data(session=session, now=clock.now(), region=get_settings().default_region,
+                                only_if_empty=if_empty)
+    if result is None:
+        typer.echo("database already has data; nothing seeded")
+        return
+    agent_email, token = result
+    typer.echo(f"seeded demo data; admin agent {agent_email}, API token: {token}")
+
+
+@app.command()
+def config() -> None:
+    """Print the effective configuration, secrets masked."""
+    typer.echo(json.dumps(get_settings().masked(), indent=2, default=str))
+
+
+@agents_app.command("create")
+def agents_create(
+    email: Annotated[str, typer.Option(help="The agent's e-mail address.")],
+    role: Annotated[str, typer.Option(help="agent, supervisor or admin.")] = "agent",
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+) -> None:
+    """Create an agent and print its API token (shown only once)."""
+    from centrala.core.errors import CentralaError
+    from centrala.tickets.agents import create_agent
+    from centrala.tickets.models import AgentRole
+
+    try:
+        agent_role = AgentRole(role)
+    except ValueError:
+        raise typer.BadParameter(f"role must be one of: {', '.join(r.value for r in AgentRole)}") from None
+    try:
+        with session_scope() as session:
+            agent, token = create_agent(session=session, email=email, name=name, role=agent_role, now=clock.now())
+    except CentralaError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(token)
+
+
+@mail_app.command("ledger")
+def mail_ledger(as_json: Annotated[bool, typer.Option("--json", help="One JSON object for all mailboxes.")] = False) -> None:
+    """Count received, processed and quarantined inbound e-mails."""
+    from centrala.ingest.models import InboundEmail, InboundStatus
+
+    with session_scope() as session:
+        rows = session.execute(
+            select(InboundEmail.mailbox, InboundEmail.status, func.count()).group_by(
+                InboundEmail.mailbox, InboundEmail.status
+            )
+        ).all()
+    totals = {status.value: 0 for status in InboundStatus}
+    per_mailbox: dict[str, dict[str, int]] = {}
+    for mailbox, status, count in rows:
+        totals[status.value] += count
+        per_mailbox.setdefault(mailbox, {s.value: 0 for s in InboundStatus})[status.value] += count
+    if as_json:
+        typer.echo(json.dumps(totals))
+        return
+    typer.echo(f"{'mailbox':40} {'received':>9} {'processed':>9} {'quarantined':>11}")
+    for mailbox, counts in sorted(per_mailbox.items()):
+        typer.echo(f"{mailbox:40} {counts['received']:>9} {counts['processed']:>9} {counts['quarantined']:>11}")
+
+
+@mail_app.command("replay")
+def mail_replay(inbound_id: int) -> None:
+    """Process one stored inbound e-mail again (e.g. a quarantined one after a fix)."""
+    from centrala.ingest.models import InboundEmail, InboundStatus
+    from centrala.workers.jobs import process_inbound_email
+
+    with session_scope() as session:
+        row = session.get(InboundEmail, inbound_id)
+        if row is None:
+            typer.echo(f"no inbound e-mail {inbound_id}", err=True)
+            raise typer.Exit(1)
+        if row.status == InboundStatus.PROCESSED:
+            typer.echo(f"inbound e-mail {inbound_id} is already processed")
+            return
+        row.status, row.reason, row.processed_at = InboundStatus.RECEIVED, None, None
+    typer.echo(json.dumps(process_inbound_email(inbound_id)))
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()

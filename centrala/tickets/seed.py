@@ -1,0 +1,48 @@
+"""Demo data for a new installation, so that ``make run`` shows something on first start."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from centrala.tickets.agents import create_agent
+from centrala.tickets.contacts import create_contact
+from centrala.tickets.models import Agent, AgentRole, Contact, Organization, OrganizationDomain, Queue
+
+DEMO_ADMIN_EMAIL = "admin@localhost"
+
+_DEMO_CONTACTS = [
+    ("Jana Nováková", ["jana.novakova@example.cz"], ["+420 601 123 456"], "cs"),
+    ("Piotr Wiśniewski", ["piotr.wisniewski@example.pl"], ["+48 512 345 678"], "pl"),
+    ("Оксана Коваленко", ["oksana.kovalenko@example.com.ua"], ["+380 67 123 4567"], "uk"),
+    ("Emily Clarke", ["emily.clarke@acme.example"], ["+44 20 7946 0958"], "en"),
+]
+
+
+def seed_demo_data(
+    *, session: Session, now: datetime, region: str, only_if_empty: bool = True
+) -> tuple[str, str] | None:
+    """Create a queue, an organisation, demo contacts and an admin agent; returns the admin's e-mail and token.
+
+    With ``only_if_empty`` nothing happens (None) when the database already has agents or contacts.
+    """
+    if only_if_empty and (
+        session.scalar(select(Agent.id).limit(1)) is not None
+        or session.scalar(select(Contact.id).limit(1)) is not None
+    ):
+        return None
+    session.add(Queue(name="Support", email_address="support@localhost"))
+    session.add(
+        Organization(name="ACME Ltd", created_at=now, domains=[OrganizationDomain(domain="acme.example")])
+    )
+    session.flush()
+    for name, emails, phones, language in _DEMO_CONTACTS:
+        create_contact(
+            session=session, name=name, emails=emails, phones=phones, language=language, now=now, region=region
+        )
+    _agent, token = create_agent(
+        session=session, email=DEMO_ADMIN_EMAIL, name="Demo Admin", role=AgentRole.ADMIN, now=now
+    )
+    return DEMO_ADMIN_EMAIL, token

@@ -1,0 +1,1 @@
+"""rq job entry points, the worker and scheduler processes, and the supervisor behind ``centrala up``."""

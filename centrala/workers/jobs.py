@@ -1,0 +1,81 @@
+"""Job entry points, enqueued by dotted path: thin wrappers that open a transaction and call one service."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from centrala.core import clock
+from centrala.core.blobs import BlobStore
+from centrala.core.db import get_sessionmaker
+from centrala.core.settings import get_settings
+from centrala.ingest.ledger import requeue_stale_emails
+from centrala.ingest.process import lock_inbound_email, quarantine
+from centrala.ingest.process import process_inbound_email as process_inbound_email_service
+
+log = logging.getLogger(__name__)
+
+
+def process_inbound_email(inbound_id: int) -> dict[str, object]:
+    """Process one raw inbound e-mail; safe to run any number of times for the same id.
+
+    Database errors are raised so that rq (and, failing that, the sweeper) runs the job again. Any other error
+    is a message our code cannot handle yet: the row is quarantined with the error's name, to be replayed.
+    """
+    settings = get_settings()
+    blobs = BlobStore(settings.blob_dir)
+    for attempt in (1, 2):
+        session = get_sessionmaker()()
+        try:
+            outcome = process_inbound_email_service(
+                session=session, inbound_id=inbound_id, now=clock.now(), blobs=blobs
+            )
+            session.commit()
+            return {"status": outcome.status.value, "ticket_id": outcome.ticket_id, "reason": outcome.reason}
+        except IntegrityError:
+            # Another worker created the same contact or Message-ID a moment ago; the second pass finds it.
+            session.rollback()
+            if attempt == 2:
+                raise
+            log.info("inbound %s raced another worker, retrying", inbound_id)
+        except DBAPIError:
+            session.rollback()
+            raise
+        except Exception as error:
+            session.rollback()
+            log.exception("inbound %s could not be processed", inbound_id)
+            return _quarantine_after_error(inbound_id, error)
+        finally:
+            session.close()
+    raise AssertionError("unreachable")
+
+
+def _quarantine_after_error(inbound_id: int, error: Exception) -> dict[str, object]:
+    session = get_sessionmaker()()
+    try:
+        row = lock_inbound_email(session=session, inbound_id=inbound_id)
+        if row is None:
+            return {"status": "missing"}
+        outcome = quarantine(row=row, reason=f"processing failed: {type(error).__name__}", now=clock.now())
+        session.commit()
+        return {"status": outcome.status.value, "reason": outcome.reason}
+    finally:
+        session.close()
+
+
+def sweep_stale_emails() -> int:
+    """Hand raw rows whose job was lost back to the queue; returns how many."""
+    settings = get_settings()
+    session = get_sessionmaker()()
+    try:
+        ids = requeue_stale_emails(
+            session=session, now=clock.now(), older_than=timedelta(seconds=settings.sweep_after_seconds)
+        )
+        session.commit()
+    finally:
+        session.close()
+    if ids:
+        log.info("re-enqueued %d stale inbound e-mail(s)", len(ids))
+    return len(ids)

@@ -1,0 +1,43 @@
+"""The long-running worker and scheduler processes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from centrala.core.queue import get_queue, get_redis
+from centrala.core.settings import Settings
+from centrala.workers.jobs import sweep_stale_emails
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> None:
+    """Work the queue until told to stop. Jobs run in this process (no fork per job): they are short and
+    idempotent, and a worker that dies mid-job only delays that job until rq or the sweeper hands it out again."""
+    connection = get_redis()
+    worker = SimpleWorker(
+        [get_queue(connection)], connection=connection, serializer=JSONSerializer, worker_ttl=30
+    )
+    # rq logs three lines per job at INFO; ours says what happened to which message, so keep rq's to warnings.
+    rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
+    worker.work(burst=burst, with_scheduler=True, logging_level=rq_level)
+
+
+def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Run periodic sweeps until SIGINT/SIGTERM (or ``stop``): lost jobs are found in the database, not Redis."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    log.info("scheduler sweeping every %.0f s", settings.sweep_interval_seconds)
+    while not stop.is_set():
+        try:
+            sweep_stale_emails()
+        except Exception:
+            log.exception("sweep failed; trying again next round")
+        stop.wait(settings.sweep_interval_seconds)

@@ -1,0 +1,84 @@
+"""Nothing is lost and nothing duplicated when a worker is killed with SIGKILL while mail arrives."""
+
+from __future__ import annotations
+
+import signal
+import smtplib
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from centrala.core.db import session_scope
+from centrala.ingest.models import InboundEmail, InboundStatus
+from centrala.tickets.models import Interaction, Ticket
+from tests.support.mails import make_mail
+from tests.support.processes import free_port, port_is_open, service_env, start, stop, wait_until
+
+pytestmark = pytest.mark.e2e
+
+MESSAGES = 60
+
+
+def _counts() -> dict[str, int]:
+    with session_scope() as session:
+        by_status = dict(
+            session.execute(select(InboundEmail.status, func.count()).group_by(InboundEmail.status)).all()
+        )
+        return {
+            "stored": sum(by_status.values()),
+            "processed": by_status.get(InboundStatus.PROCESSED, 0),
+            "interactions": session.scalar(select(func.count()).select_from(Interaction)),
+            "distinct_ids": session.scalar(select(func.count(func.distinct(Interaction.external_id)))),
+            "tickets": session.scalar(select(func.count()).select_from(Ticket)),
+        }
+
+
+def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed_db, redis_url):
+    smtp_port = free_port()
+    # Sweep fast so that the job the killed worker held is handed out again within seconds, not a minute.
+    env = service_env(tmp_path / "var", http_port=free_port(), smtp_port=smtp_port, embedded=False,
+                      CENTRALA_SWEEP_AFTER_SECONDS="2", CENTRALA_SWEEP_INTERVAL_SECONDS="0.5")
+    smtp = start(["smtp"], env, tmp_path / "smtp.log")
+    scheduler = start(["scheduler"], env, tmp_path / "scheduler.log")
+    worker = start(["worker"], env, tmp_path / "worker-1.log")
+    processes = [smtp, scheduler, worker]
+    accepted: list[int] = []
+    try:
+        wait_until(lambda: port_is_open(smtp_port), timeout=30, what="SMTP port")
+
+        def send_all() -> None:
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as client:
+                for n in range(MESSAGES):
+                    # Every tenth message continues the previous one's thread.
+                    reply_to = f"<kill-{n - 1}@example.cz>" if n % 10 == 9 else None
+                    raw = make_mail(subject=f"Dotaz {n}", message_id=f"<kill-{n}@example.cz>",
+                                    in_reply_to=reply_to)
+                    client.sendmail("jana@example.cz", ["support@localhost"], raw)
+                    accepted.append(n)
+
+        sender = threading.Thread(target=send_all)
+        sender.start()
+        wait_until(lambda: _counts()["processed"] >= 10, timeout=30, what="the first ten processed")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        sender.join(timeout=60)
+        assert len(accepted) == MESSAGES
+
+        worker = start(["worker"], env, tmp_path / "worker-2.log")
+        processes.append(worker)
+        counts = wait_until(lambda: (c := _counts())["processed"] == MESSAGES and c, timeout=90,
+                            what="every message processed")
+        assert counts == {
+            "stored": MESSAGES,
+            "processed": MESSAGES,
+            "interactions": MESSAGES,
+            "distinct_ids": MESSAGES,
+            "tickets": MESSAGES - MESSAGES // 10,
+        }
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                stop(process)
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
