@@ -25,7 +25,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     )
     # rq logs three lines per job at INFO; ours says what happened to which message, so keep rq's to warnings.
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
-    worker.work(burst=burst, with_scheduler=True, logging_level=rq_level)
+    # No with_scheduler: rq would fork a scheduler child that outlives a worker killed with SIGKILL.
+    worker.work(burst=burst, logging_level=rq_level)
 
 
 def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import smtplib
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -34,6 +36,18 @@ def _counts() -> dict[str, int]:
         }
 
 
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            children.append(int(status.parent.name))
+    return children
+
+
 def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed_db, redis_url):
     smtp_port = free_port()
     # Sweep fast so that the job the killed worker held is handed out again within seconds, not a minute.
@@ -60,8 +74,12 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed
         sender = threading.Thread(target=send_all)
         sender.start()
         wait_until(lambda: _counts()["processed"] >= 10, timeout=30, what="the first ten processed")
+        children = _children_of(worker.pid)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
+        # Nothing the killed worker started may live on (an orphan would go on taking jobs unseen).
+        time.sleep(0.5)
+        assert [pid for pid in children if Path(f"/proc/{pid}").exists()] == []
         sender.join(timeout=60)
         assert len(accepted) == MESSAGES
 
