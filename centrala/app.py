@@ -32,7 +32,9 @@ from centrala.core.errors import (
 )
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings, get_settings
+from centrala.ingest import api as ingest_api
 from centrala.tickets import api as tickets_api
+from centrala.tickets import attachments
 from centrala.tickets.api import SessionDep, SettingsDep
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(error_class, _error_response)
     app.include_router(health_router)
     app.include_router(tickets_api.router)
+    app.include_router(attachments.router)
+    app.include_router(ingest_api.router)
     return app
 
 
