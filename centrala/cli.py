@@ -72,6 +72,14 @@ def smtp() -> None:
 
 
 @app.command()
+def imap() -> None:
+    """Import new mail from the IMAP mailboxes of CENTRALA_IMAP_MAILBOXES (idles when there are none)."""
+    from centrala.ingest.imap import serve_imap
+
+    serve_imap(get_settings())
+
+
+@app.command()
 def worker(burst: Annotated[bool, typer.Option(help="Stop when the queue is empty.")] = False) -> None:
     """Run a background worker."""
     from centrala.workers.processes import run_worker

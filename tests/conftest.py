@@ -160,6 +160,15 @@ def blobs(tmp_path: Path):
 
 
 @pytest.fixture()
+def dovecot(tmp_path: Path):
+    """A private Dovecot IMAP server on a free port with one user (``tests/support/dovecot.py``)."""
+    from tests.support.dovecot import running_dovecot
+
+    with running_dovecot(tmp_path / "dovecot") as server:
+        yield server
+
+
+@pytest.fixture()
 def app(session: Session):
     """The web application, its requests served from the test's rolled-back session.
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -148,3 +149,13 @@ def is_postgresql(session_or_engine: Session | Engine) -> bool:
     """Whether the session or engine talks to PostgreSQL."""
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def hide_sql_parameters(error: BaseException | None) -> None:
+    """Keep SQLAlchemy from printing bound parameters (message bytes, addresses) when ``error`` is logged."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, StatementError):
+            error.hide_parameters = True
+        error = error.__cause__ or error.__context__

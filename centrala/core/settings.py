@@ -3,15 +3,119 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from centrala.core.errors import ConfigurationError
 
 PLACEHOLDER_SECRET = "change-me-in-production"
+
+_IMAP_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class ImapSource(BaseModel):
+    """One IMAP folder to import mail from, and the Centrala mailbox its messages are filed under.
+
+    ``url`` is ``imaps://user:password@host:993/Folder`` (TLS from the start), or ``imap://...`` (plain, or
+    upgraded with ``?starttls=1``); user and password are percent-encoded, the folder defaults to INBOX.
+    ``after_import`` is done only once the message is committed: ``seen`` sets ``\\Seen``, ``move:Folder``
+    moves it, ``none`` leaves it as it is.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    # The URL carries the password: kept out of repr (logs, tracebacks); ``Settings.masked`` masks it.
+    url: str = Field(repr=False)
+    mailbox: str | None = None
+    after_import: str = "seen"
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _IMAP_SOURCE_NAME.fullmatch(value):
+            raise ValueError("an IMAP source name is 1-100 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("imap", "imaps"):
+            raise ValueError("an IMAP source url starts with imap:// or imaps://")
+        if not parts.hostname or not parts.username or parts.password is None:
+            raise ValueError("an IMAP source url names the host, the user and the password")
+        if parts.port == 0:  # (reading .port raises ValueError for a port out of range)
+            raise ValueError("an IMAP source url has a port from 1 to 65535")
+        options = parse_qs(parts.query)
+        if set(options) - {"starttls"} or options.get("starttls", ["0"])[-1] not in ("0", "1"):
+            raise ValueError("the only option of an IMAP source url is starttls=0|1")
+        if parts.scheme == "imaps" and options.get("starttls", ["0"])[-1] == "1":
+            raise ValueError("imaps:// is TLS from the start; starttls=1 goes with imap://")
+        return value
+
+    @field_validator("mailbox")
+    @classmethod
+    def _check_mailbox(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.count("@") != 1 or not all(value.split("@")):
+            raise ValueError(f"not a mailbox address: {value!r}")
+        return value.lower()
+
+    @field_validator("after_import")
+    @classmethod
+    def _check_after_import(cls, value: str) -> str:
+        if value in ("seen", "none") or (value.startswith("move:") and value[len("move:"):].strip()):
+            return value
+        raise ValueError("after_import is 'seen', 'none' or 'move:<folder>'")
+
+    @property
+    def _parts(self) -> SplitResult:
+        return urlsplit(self.url)
+
+    @property
+    def host(self) -> str:
+        return self._parts.hostname or ""
+
+    @property
+    def port(self) -> int:
+        return self._parts.port or (993 if self.use_tls else 143)
+
+    @property
+    def use_tls(self) -> bool:
+        """TLS from the first byte (imaps://, RFC 8314 implicit TLS)."""
+        return self._parts.scheme == "imaps"
+
+    @property
+    def starttls(self) -> bool:
+        """Plain connection upgraded with STARTTLS before login (RFC 3501 §6.2.1)."""
+        return parse_qs(self._parts.query).get("starttls", ["0"])[-1] == "1"
+
+    @property
+    def username(self) -> str:
+        return unquote(self._parts.username or "")
+
+    @property
+    def password(self) -> str:
+        return unquote(self._parts.password or "")
+
+    @property
+    def folder(self) -> str:
+        """The folder to import from, as the server names it."""
+        return unquote(self._parts.path.lstrip("/")) or "INBOX"
+
+    @property
+    def move_to(self) -> str | None:
+        """The folder imported messages are moved to, when ``after_import`` is ``move:<folder>``."""
+        return self.after_import[len("move:"):].strip() if self.after_import.startswith("move:") else None
+
 
 
 class Settings(BaseSettings):
@@ -36,6 +140,14 @@ class Settings(BaseSettings):
     max_message_bytes: int = 25 * 1024 * 1024
     smtp_max_connections: int = 200
 
+    # IMAP folders to import from, as a JSON list: CENTRALA_IMAP_MAILBOXES='[{"name": "support",
+    # "url": "imaps://user:pass@host/INBOX", "mailbox": "support@example.com", "after_import": "seen"}]'.
+    imap_mailboxes: list[ImapSource] = Field(default_factory=list)
+    # RFC 2177: a server may log out a client idle for 30 minutes, so IDLE is renewed before that.
+    imap_idle_renew_seconds: float = 29 * 60
+    # How often a server without IDLE is asked for new mail.
+    imap_poll_seconds: float = 60.0
+
     default_region: str = "CZ"
 
     # How long a writer waits for a lock before giving up: SQLite's busy_timeout, PostgreSQL's lock_timeout.
@@ -49,6 +161,19 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = 120
 
     log_level: str = "INFO"
+
+    # Outbound mail goes to this relay (smtp://user:pass@host:587?starttls=1, or smtps://... for TLS from the
+    # start; user and password percent-encoded); unset, it is written to the Maildir var/outbox/.
+    smtp_relay_url: str | None = None
+    smtp_relay_timeout_seconds: float = 30.0
+    # The display name on mail from our mailboxes: "Support" <support@example.com>.
+    mail_from_name: str = "Support"
+    # Custom templates: <dir>/<mailbox>/acknowledgement.<language>.txt, else the shipped ones.
+    mail_template_dir: Path | None = None
+    # Acknowledgements of new tickets: at most this many per recipient within the window, and one per ticket.
+    ack_enabled: bool = True
+    ack_max_per_recipient: int = Field(default=3, ge=0)
+    ack_window_minutes: int = Field(default=60, ge=1)
 
     @field_validator("mailboxes", mode="before")
     @classmethod
@@ -70,6 +195,37 @@ class Settings(BaseSettings):
     def _upper_region(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("smtp_relay_url")
+    @classmethod
+    def _check_smtp_relay_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("the SMTP relay URL is smtp://[user:password@]host[:port] or smtps://...")
+        return value
+
+    @field_validator("mail_from_name")
+    @classmethod
+    def _check_mail_from_name(cls, value: str) -> str:
+        # It becomes part of the From header of every message we send (CVE-2024-6923).
+        if any(not char.isprintable() for char in value) or len(value) > 100:
+            raise ValueError("the mail display name must be printable, on one line, at most 100 characters")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _complete_imap_sources(self) -> Settings:
+        names = [source.name for source in self.imap_mailboxes]
+        if len(names) != len(set(names)):
+            raise ValueError("IMAP source names must be unique")
+        if self.imap_mailboxes and not self.mailboxes:
+            raise ValueError("IMAP sources need a mailbox: set one per source or CENTRALA_MAILBOXES")
+        self.imap_mailboxes = [
+            source if source.mailbox else source.model_copy(update={"mailbox": self.mailboxes[0]})
+            for source in self.imap_mailboxes
+        ]
+        return self
+
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:
         if self.environment == "production":
@@ -79,6 +235,12 @@ class Settings(BaseSettings):
                 raise ConfigurationError("CENTRALA_DATABASE_URL must be set in production")
             if not self.redis_url:
                 raise ConfigurationError("CENTRALA_REDIS_URL must be set in production")
+            for source in self.imap_mailboxes:
+                if not (source.use_tls or source.starttls) and source.host not in _LOOPBACK_HOSTS:
+                    raise ConfigurationError(
+                        f"IMAP source {source.name!r} would send its password in clear text: "
+                        "use imaps:// or ?starttls=1 in production"
+                    )
         return self
 
     @property
@@ -97,19 +259,31 @@ class Settings(BaseSettings):
     def blob_dir(self) -> Path:
         return (self.var_dir / "blobs").resolve()
 
+    @property
+    def outbox_dir(self) -> Path:
+        """The Maildir outbound mail is written to when no SMTP relay is configured."""
+        return (self.var_dir / "outbox").resolve()
+
     def masked(self) -> dict[str, object]:
         """The configuration as plain values, secrets and URL passwords masked."""
-        shown: dict[str, object] = {}
-        for name, value in self.model_dump().items():
-            if isinstance(value, SecretStr):
-                value = "********"
-            elif isinstance(value, str) and "://" in value and "@" in value:
-                value = _mask_url_password(value)
-            elif isinstance(value, Path):
-                value = str(value)
-            shown[name] = value
+        shown = {name: _masked_value(value) for name, value in self.model_dump().items()}
         shown["effective_database_url"] = _mask_url_password(self.effective_database_url)
         return shown
+
+
+def _masked_value(value: object) -> object:
+    """``value`` with secrets and URL passwords masked, nested lists and mappings (IMAP sources) included."""
+    if isinstance(value, SecretStr):
+        return "********"
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return _mask_url_password(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _masked_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked_value(item) for item in value]
+    return value
 
 
 def _mask_url_password(url: str) -> str:

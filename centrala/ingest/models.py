@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from centrala.core.db import Base, UTCDateTime
@@ -45,3 +45,25 @@ class InboundEmail(Base):
     interaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("interaction.id", ondelete="SET NULL"), index=True
     )
+
+
+class ImapCursor(Base):
+    """How far one IMAP source's folder is imported: UID watermarks, valid within one UIDVALIDITY.
+
+    RFC 3501 §2.3.1.1: UIDs ascend within a folder and are not reused while its UIDVALIDITY stays the same;
+    when UIDVALIDITY changes the watermarks are void and the folder is read again from the start (the
+    ledger's sha256 keeps the messages we already have from being stored twice).
+    """
+
+    __tablename__ = "imap_cursor"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    # UIDVALIDITY and UIDs are 32-bit unsigned (RFC 3501 §9, nz-number): too large for a signed INTEGER.
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    # The highest UID whose message is committed to the ledger, in the same transaction as the message.
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The highest UID whose after-import action (\Seen or move) is done. The action follows the commit, so a
+    # crash in between leaves messages in (after_import_uid, last_uid]: the next pass acts on them again.
+    after_import_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -19,12 +19,11 @@ from datetime import datetime
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session as SMTPSession, syntax
-from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
-from centrala.core.db import get_sessionmaker
+from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.settings import Settings, get_settings
 from centrala.ingest.ledger import RecordedEmail, record_inbound_email
 
@@ -73,14 +72,6 @@ def _peer_ip(peer: Any) -> str | None:
     return str(peer) if peer else None
 
 
-def _hide_sql_parameters(error: BaseException | None) -> None:
-    """Keep SQLAlchemy from printing bound parameters (the message bytes) in a logged traceback."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, StatementError):
-            error.hide_parameters = True
-        error = error.__cause__ or error.__context__
 
 
 class InboundHandler:
@@ -164,7 +155,7 @@ class InboundHandler:
             # Shielded: a client that hangs up mid-write does not cancel the write; a retry is deduplicated.
             recorded = await asyncio.wait_for(asyncio.shield(future), self.write_timeout)
         except Exception as error:
-            _hide_sql_parameters(error)
+            hide_sql_parameters(error)
             log.error(
                 "could not store inbound %s (%d bytes), answered 451: %s",
                 digest,
@@ -181,7 +172,7 @@ class InboundHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         """Log an unexpected error and answer 451 (aiosmtpd's default: a permanent 500 quoting the error)."""
-        _hide_sql_parameters(error)
+        hide_sql_parameters(error)
         log.error("SMTP session error, answered 451: %s", type(error).__name__, exc_info=error)
         return REPLY_TEMPORARY_FAILURE
 
@@ -282,7 +273,7 @@ class InboundSMTP(SMTP):
             except Exception:
                 log.exception("SMTP handle_exception hook failed")
         else:
-            _hide_sql_parameters(error)
+            hide_sql_parameters(error)
             log.error("SMTP session error, answered 451: %s", type(error).__name__, exc_info=error)
         return REPLY_TEMPORARY_FAILURE
 

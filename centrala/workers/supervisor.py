@@ -32,7 +32,8 @@ class Child:
 
 
 def supervise(settings: Settings) -> int:
-    """Run web, SMTP, workers and the scheduler until SIGINT/SIGTERM; returns the exit code."""
+    """Run web, SMTP, workers, the scheduler (and the IMAP poller when sources are configured) until
+    SIGINT/SIGTERM; returns the exit code."""
     env = os.environ.copy()
     embedded = None
     if not settings.redis_url:
@@ -40,6 +41,8 @@ def supervise(settings: Settings) -> int:
         env["CENTRALA_REDIS_URL"] = embedded_redis_url(embedded)
     command = [sys.executable, "-m", "centrala"]
     children = [Child("web", [*command, "web"]), Child("smtp", [*command, "smtp"])]
+    if settings.imap_mailboxes:
+        children.append(Child("imap", [*command, "imap"]))
     children += [Child(f"worker-{n}", [*command, "worker"]) for n in range(1, settings.workers + 1)]
     children.append(Child("scheduler", [*command, "scheduler"]))
 
