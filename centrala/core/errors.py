@@ -35,3 +35,23 @@ class TemporaryFailure(CentralaError):
 
 class MessageRejected(InvalidInputError):
     """An inbound message cannot be processed and is quarantined with this reason."""
+
+
+class HeaderInjectionError(InvalidInputError):
+    """A value for a header we generate contains CR, LF or another control character (CVE-2024-6923)."""
+
+
+class DeliveryError(CentralaError):
+    """Outbound mail was not delivered; ``smtp_code`` is the relay's reply code when it gave one."""
+
+    def __init__(self, message: str, smtp_code: int | None = None) -> None:
+        super().__init__(message)
+        self.smtp_code = smtp_code
+
+
+class TransientDeliveryError(DeliveryError):
+    """Delivery failed for now (4xx, connection error, timeout); the same message may go through later."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Delivery was refused for good (5xx); sending the same message again will fail again."""

@@ -15,7 +15,7 @@ from centrala.core.settings import Settings, get_settings
 from centrala.tickets import contacts, queries
 from centrala.tickets.agents import authenticate_token
 from centrala.tickets.models import Agent, TicketStatus
-from centrala.tickets.replies import record_agent_reply
+from centrala.tickets.outbox import queue_reply
 from centrala.tickets.schemas import (
     ContactCreate,
     ContactDetailRead,
@@ -90,18 +90,29 @@ def get_ticket(session: SessionDep, ticket_id: TicketReference) -> TicketDetailR
 
 @router.post("/tickets/{ticket_id}/replies", status_code=201, tags=["tickets"])
 def create_reply(
-    session: SessionDep, agent: CurrentAgentDep, ticket_id: TicketReference, reply: ReplyCreate
+    session: SessionDep,
+    settings: SettingsDep,
+    agent: CurrentAgentDep,
+    ticket_id: TicketReference,
+    reply: ReplyCreate,
 ) -> InteractionRead:
-    """Record the agent's e-mail reply on the ticket, which then waits on the customer.
+    """Record the agent's e-mail reply (the ticket then waits on the customer) and queue it to be sent.
 
-    The reply is recorded on the timeline; delivering it is the outbound mail outbox's job.
+    The answer's ``delivery_state`` is ``queued``; a background job sends it and the state follows on the
+    ticket's interactions (``sent``, ``deferred``, ``bounced``, ``failed``).
     """
     ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id)
-    interaction = record_agent_reply(
-        session=session, ticket=ticket, agent=agent, text=reply.text, html=reply.html, now=clock.now()
+    outbound = queue_reply(
+        session=session,
+        ticket=ticket,
+        agent=agent,
+        text=reply.text,
+        html=reply.html,
+        now=clock.now(),
+        settings=settings,
     )
     session.commit()
-    return InteractionRead.model_validate(interaction)
+    return InteractionRead.model_validate(outbound.interaction)
 
 
 @router.get("/contacts", tags=["contacts"])

@@ -5,7 +5,18 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from centrala.core.db import Base, UTCDateTime
@@ -61,6 +72,41 @@ class AgentRole(enum.StrEnum):
 class OrganizationKind(enum.StrEnum):
     CUSTOMER = "customer"
     PARTNER = "partner"
+
+
+class OutboundKind(enum.StrEnum):
+    """Why we send an e-mail: an agent's reply, the acknowledgement of a new ticket, a note to an agent."""
+
+    REPLY = "reply"
+    ACKNOWLEDGEMENT = "acknowledgement"
+    NOTIFICATION = "notification"
+
+
+class OutboundState(enum.StrEnum):
+    """Delivery state of an outbound e-mail; ``OUTBOUND_TRANSITIONS`` lists every change allowed."""
+
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    SENT = "sent"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+
+
+# queued/deferred: waiting for an attempt; deferred -> deferred is a further transient failure. A bounce
+# (a DSN naming our Message-ID) may arrive for a message still waiting when the relay accepted it but we never
+# recorded that (a worker killed in between), and after it was sent. sent changes only to bounced;
+# bounced and failed are terminal, so a late or repeated event cannot resurrect a message.
+OUTBOUND_TRANSITIONS: dict[OutboundState, frozenset[OutboundState]] = {
+    OutboundState.QUEUED: frozenset(
+        {OutboundState.SENT, OutboundState.DEFERRED, OutboundState.FAILED, OutboundState.BOUNCED}
+    ),
+    OutboundState.DEFERRED: frozenset(
+        {OutboundState.SENT, OutboundState.DEFERRED, OutboundState.FAILED, OutboundState.BOUNCED}
+    ),
+    OutboundState.SENT: frozenset({OutboundState.BOUNCED}),
+    OutboundState.BOUNCED: frozenset(),
+    OutboundState.FAILED: frozenset(),
+}
 
 
 class Organization(Base):
@@ -120,6 +166,8 @@ class ContactEmail(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
     address: Mapped[str] = mapped_column(String(320), unique=True)
+    # Set when mail to the address bounced for good; replies go to another address of the contact.
+    undeliverable_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     contact: Mapped[Contact] = relationship(back_populates="emails")
 
@@ -239,6 +287,13 @@ class Interaction(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="interaction", cascade="all, delete-orphan", order_by="Attachment.id"
     )
+    # The outbox row of an outbound e-mail; loaded with the interactions (one query for all of them).
+    outbound_email: Mapped[OutboundEmail | None] = relationship(back_populates="interaction", lazy="selectin")
+
+    @property
+    def delivery_state(self) -> OutboundState | None:
+        """Where the e-mail this interaction sent is on its way; None when it sent none."""
+        return self.outbound_email.state if self.outbound_email is not None else None
 
 
 class Attachment(Base):
@@ -258,3 +313,47 @@ class Attachment(Base):
     interaction: Mapped[Interaction] = relationship(back_populates="attachments")
 
 
+class OutboundEmail(Base):
+    """The outbox: one composed e-mail, its bytes fixed when queued so that every attempt sends the same.
+
+    A job sends it after the queuing transaction commits; transient failures wait until ``next_attempt_at``,
+    when the scheduler's sweep hands the row to a job again.
+    """
+
+    __tablename__ = "outbound_email"
+    __table_args__ = (
+        Index(None, "state", "next_attempt_at"),
+        # The acknowledgement rate limit counts recent mails per recipient and kind.
+        Index(None, "recipient", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    interaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("interaction.id", ondelete="SET NULL"), unique=True
+    )
+    kind: Mapped[OutboundKind] = mapped_column(str_enum(OutboundKind))
+    mailbox: Mapped[str] = mapped_column(String(320))
+    # The envelope sender (RFC 5321 MAIL FROM): our mailbox, so that bounces come back to us.
+    mail_from: Mapped[str] = mapped_column(String(320))
+    # The first To address, normalised, for the rate limit; all recipients are in to_addresses/cc_addresses.
+    recipient: Mapped[str] = mapped_column(String(320))
+    to_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Without angle brackets, like the external_id of interactions.
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    state: Mapped[OutboundState] = mapped_column(str_enum(OutboundState), default=OutboundState.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the row is next due for an attempt; None once it is sent, bounced or failed.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When a job for the row was last handed to the queue; the sweep hands out another only well after that.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The relay's reply or the kind of error; never credentials or message content.
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    ticket: Mapped[Ticket | None] = relationship()
+    interaction: Mapped[Interaction | None] = relationship(back_populates="outbound_email")

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from centrala.core.errors import InvalidInputError
+from centrala.mail import compose
 from centrala.tickets.models import Agent, Channel, Direction, Interaction, Ticket, TicketStatus
 
 MAX_REPLY_TEXT = 100_000
@@ -18,21 +19,27 @@ def reply_subject(ticket: Ticket) -> str:
     """``Re: <subject> [#T-1042]``: the tag threads the customer's answer back to the ticket.
 
     Whitespace (CR/LF included) is collapsed, because the subject becomes a header we generate
-    (CVE-2024-6923), and the subject is shortened so that the tag always survives.
+    (CVE-2024-6923), earlier reply prefixes and ticket tags are dropped, and the subject is shortened so that
+    the tag always survives.
     """
-    tag = f" [#{ticket.number}]"
-    subject = " ".join(ticket.subject.split())
-    room = MAX_SUBJECT_LENGTH - len("Re: ") - len(tag)
-    return f"Re: {subject[:room].rstrip()}{tag}"
+    return compose.reply_subject(ticket.subject, ticket.number, max_length=MAX_SUBJECT_LENGTH)
 
 
 def record_agent_reply(
-    *, session: Session, ticket: Ticket, agent: Agent, text: str, html: str | None, now: datetime
+    *,
+    session: Session,
+    ticket: Ticket,
+    agent: Agent,
+    text: str,
+    html: str | None,
+    now: datetime,
+    external_id: str | None = None,
 ) -> Interaction:
     """Record an agent's e-mail reply on the ticket and leave the ticket waiting on the customer.
 
-    This records the reply on the timeline only; delivering it is the job of the outbound mail outbox.
-    A new or open ticket becomes pending; a pending, resolved or closed one keeps its status.
+    This records the reply on the timeline only; delivering it is the job of the outbound mail outbox
+    (``tickets.outbox.queue_reply``), which passes the reply's Message-ID (without angle brackets) as
+    ``external_id``. A new or open ticket becomes pending; a pending, resolved or closed one keeps its status.
 
     Raises:
         InvalidInputError: the text is blank or either body is too long.
@@ -48,6 +55,7 @@ def record_agent_reply(
         contact_id=ticket.contact_id,
         channel=Channel.EMAIL,
         direction=Direction.OUTBOUND,
+        external_id=external_id,
         agent_id=agent.id,
         author_name=agent.name or agent.email,
         author_address=agent.email,

@@ -11,6 +11,7 @@ from centrala.tickets.models import (
     Contact,
     Direction,
     Interaction,
+    OutboundState,
     Ticket,
     TicketPriority,
     TicketStatus,
@@ -45,6 +46,9 @@ class InteractionRead(ReadModel):
     occurred_at: datetime
     external_id: str | None
     attachments: list[AttachmentRead]
+    delivery_state: OutboundState | None = Field(
+        default=None, description="For an e-mail we send: queued, sent, deferred, bounced or failed"
+    )
 
 
 class TimelineEntryRead(InteractionRead):

@@ -9,11 +9,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
-from centrala.core.db import get_sessionmaker
+from centrala.core.db import get_sessionmaker, hide_sql_parameters
+from centrala.core.errors import DeliveryError, TransientDeliveryError
 from centrala.core.settings import get_settings
 from centrala.ingest.ledger import requeue_stale_emails
 from centrala.ingest.process import lock_inbound_email, quarantine
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
+from centrala.mail.send import transport_from_settings
+from centrala.tickets.outbox import claim_outbound_email, find_due_outbound, record_delivery_attempt
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,9 @@ def process_inbound_email(inbound_id: int) -> dict[str, object]:
             if attempt == 2:
                 raise
             log.info("inbound %s raced another worker, retrying", inbound_id)
-        except DBAPIError:
+        except DBAPIError as error:
             session.rollback()
+            hide_sql_parameters(error)  # rq logs the error it retries; the parameters hold the message
             raise
         except Exception as error:
             session.rollback()
@@ -78,4 +82,59 @@ def sweep_stale_emails() -> int:
         session.close()
     if ids:
         log.info("re-enqueued %d stale inbound e-mail(s)", len(ids))
+    return len(ids)
+
+
+def send_outbound_email(outbound_id: int) -> dict[str, object]:
+    """Send one outbox row if it is queued or deferred and due; safe to run any number of times per id.
+
+    Three steps, so that no transaction stays open while the relay answers: claim the row (commit), send,
+    record the outcome (commit). A worker dying in between leaves the row claimed; the sweep hands it out
+    again when the claim's lease has run out.
+    """
+    settings = get_settings()
+    session = get_sessionmaker()()
+    try:
+        claimed = claim_outbound_email(session=session, outbound_id=outbound_id, now=clock.now())
+        session.commit()
+    finally:
+        session.close()
+    if claimed is None:
+        return {"status": "not due"}
+    error: DeliveryError | None = None
+    try:
+        transport_from_settings(settings).send(
+            raw=claimed.raw, mail_from=claimed.mail_from, rcpt_tos=claimed.rcpt_tos
+        )
+    except DeliveryError as failure:
+        error = failure
+    except Exception as failure:  # a bug of ours or the library's: retried, and failed after the last attempt
+        log.exception("outbound %s: unexpected error while sending", outbound_id)
+        error = TransientDeliveryError(f"unexpected error: {type(failure).__name__}")
+    session = get_sessionmaker()()
+    try:
+        outbound = record_delivery_attempt(
+            session=session, outbound_id=outbound_id, error=error, now=clock.now(), settings=settings
+        )
+        session.commit()
+        if outbound is None:
+            return {"status": "missing"}
+        return {"status": outbound.state.value, "attempts": outbound.attempts}
+    finally:
+        session.close()
+
+
+def sweep_due_outbound() -> int:
+    """Hand outbox rows whose retry is due, or whose job was lost, to the queue; returns how many."""
+    settings = get_settings()
+    session = get_sessionmaker()()
+    try:
+        ids = find_due_outbound(
+            session=session, now=clock.now(), grace=timedelta(seconds=settings.sweep_after_seconds)
+        )
+        session.commit()
+    finally:
+        session.close()
+    if ids:
+        log.info("handed %d outbound e-mail(s) to the queue", len(ids))
     return len(ids)

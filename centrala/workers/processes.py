@@ -11,7 +11,7 @@ from rq.serializers import JSONSerializer
 
 from centrala.core.queue import get_queue, get_redis
 from centrala.core.settings import Settings
-from centrala.workers.jobs import sweep_stale_emails
+from centrala.workers.jobs import sweep_due_outbound, sweep_stale_emails
 
 log = logging.getLogger(__name__)
 
@@ -41,4 +41,8 @@ def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> No
             sweep_stale_emails()
         except Exception:
             log.exception("sweep failed; trying again next round")
+        try:
+            sweep_due_outbound()
+        except Exception:
+            log.exception("outbound sweep failed; trying again next round")
         stop.wait(settings.sweep_interval_seconds)

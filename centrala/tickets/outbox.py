@@ -1,0 +1,685 @@
+"""The outbox: agent replies, acknowledgements and notifications queued as composed mail, and their delivery.
+
+Queuing records the timeline entry and the composed bytes in one transaction and sends the job only after it
+commits. The job claims the row, sends it outside any transaction and records the outcome; transient failures
+wait with back-off and are handed out again by the scheduler's sweep. A reply that finally fails (or bounces)
+reopens its ticket and tells the assignee.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from centrala.core.blobs import BlobStore
+from centrala.core.errors import (
+    ConfigurationError,
+    DeliveryError,
+    InvalidInputError,
+    PermanentDeliveryError,
+)
+from centrala.core.queue import enqueue_after_commit
+from centrala.core.settings import Settings
+from centrala.mail import templates
+from centrala.mail.compose import (
+    MailAddress,
+    OutboundAttachment,
+    compose_email,
+    is_safe_message_id,
+)
+from centrala.mail.tokens import make_message_id, make_reply_address, new_nonce
+from centrala.tickets.contacts import normalise_email
+from centrala.tickets.models import (
+    OUTBOUND_TRANSITIONS,
+    Agent,
+    Attachment,
+    Channel,
+    ContactEmail,
+    Direction,
+    Interaction,
+    OutboundEmail,
+    OutboundKind,
+    OutboundState,
+    Ticket,
+    TicketStatus,
+)
+from centrala.tickets.replies import MAX_SUBJECT_LENGTH, record_agent_reply, reply_subject
+from centrala.tickets.tickets import add_interaction
+
+log = logging.getLogger(__name__)
+
+SEND_JOB = "centrala.workers.jobs.send_outbound_email"
+# Minutes to wait after the 1st, 2nd, ... transient failure; after the last one the message has failed.
+RETRY_MINUTES = (1, 5, 15, 60, 240)
+MAX_ATTEMPTS = len(RETRY_MINUTES) + 1
+# A claimed row is not handed out again for this long: longer than any send (the relay timeout, the job
+# timeout), so a second job never sends a message that is still on its way; a worker that died meanwhile only
+# delays the next attempt by this much.
+SEND_LEASE = timedelta(minutes=10)
+SYSTEM_AUTHOR = "Centrala"
+MAX_ERROR_LENGTH = 1000
+
+# RFC 3834 §2: no automatic response to a null return path, to mailer daemons and list or bounce addresses.
+_AUTOMATED_LOCAL_PART = re.compile(
+    r"(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?|listserv|majordomo|autoresponder)"
+    r"|owner-.*|.*-(request|bounces?|owner)",
+)
+
+
+# --- Queuing ------------------------------------------------------------------------------------------------
+
+
+def queue_reply(
+    *,
+    session: Session,
+    ticket: Ticket,
+    agent: Agent,
+    text: str,
+    html: str | None,
+    now: datetime,
+    settings: Settings,
+    attachments: Sequence[OutboundAttachment] = (),
+    cc: Sequence[str] = (),
+) -> OutboundEmail:
+    """Record an agent's e-mail reply on the ticket and queue it for sending once the transaction commits.
+
+    The reply goes to the address the contact last wrote from (else their first deliverable one), from the
+    ticket's mailbox, answering the customer's last message and carrying our signed Message-ID, which is also
+    the interaction's ``external_id`` (without angle brackets, like inbound Message-IDs).
+
+    Raises:
+        HeaderInjectionError: a value that would become a header contains CR, LF or a control character.
+        InvalidInputError: the text is blank or too long, or the contact has no deliverable address.
+    """
+    mailbox = sender_mailbox(ticket=ticket, settings=settings)
+    recipient = reply_recipient(session=session, ticket=ticket)
+    cc_addresses = [
+        address for address in dict.fromkeys(normalise_email(item) for item in cc) if address != recipient
+    ]
+    in_reply_to, references = thread_message_ids(session=session, ticket=ticket)
+    message_id = _new_message_id(ticket=ticket, mailbox=mailbox, settings=settings)
+    subject = reply_subject(ticket)
+    # Composed before anything is recorded: a refused header leaves nothing behind.
+    message = compose_email(
+        sender=MailAddress(mailbox, settings.mail_from_name),
+        to=[MailAddress(recipient, ticket.contact.name)],
+        cc=[MailAddress(address) for address in cc_addresses],
+        subject=subject,
+        message_id=message_id,
+        date=now,
+        text=text,
+        html=html,
+        reply_to=_reply_address(ticket=ticket, mailbox=mailbox, settings=settings),
+        in_reply_to=in_reply_to,
+        references=references,
+        attachments=attachments,
+    )
+    interaction = record_agent_reply(
+        session=session,
+        ticket=ticket,
+        agent=agent,
+        text=text,
+        html=html,
+        now=now,
+        external_id=message_id.strip("<>"),
+    )
+    if attachments:
+        blobs = BlobStore(settings.blob_dir)
+        for item in attachments:
+            interaction.attachments.append(
+                Attachment(
+                    filename=item.filename[:255],
+                    content_type=item.content_type[:255],
+                    size=len(item.data),
+                    sha256=blobs.put(item.data),
+                )
+            )
+    return _add_to_outbox(
+        session=session,
+        kind=OutboundKind.REPLY,
+        ticket=ticket,
+        interaction=interaction,
+        mailbox=mailbox,
+        to=[recipient],
+        cc=cc_addresses,
+        message_id=message_id,
+        raw=message.as_bytes(),
+        now=now,
+    )
+
+
+def queue_acknowledgement(
+    *,
+    session: Session,
+    ticket: Ticket,
+    interaction: Interaction,
+    automated: bool,
+    now: datetime,
+    settings: Settings,
+    envelope_sender: str | None = None,
+) -> OutboundEmail | None:
+    """Acknowledge the customer's message that opened ``ticket``, unless that would be wrong or too much.
+
+    Nothing is sent (None) when the message was automated (auto-reply, bounce, list mail: the caller's
+    classification), when its envelope sender is null (``envelope_sender`` ``""`` or ``"<>"``), when the
+    sender is a machine address, one of our mailboxes or undeliverable, when the ticket has been acknowledged
+    already, or when the sender got ``ack_max_per_recipient`` acknowledgements within ``ack_window_minutes``
+    (the brake on a ping-pong with an auto-responder that does not mark its replies).
+    The acknowledgement is ``Auto-Submitted: auto-replied`` (RFC 3834 §5) and on the ticket's timeline.
+    """
+    recipient = (interaction.author_address or "").strip().lower()
+    reason = _acknowledgement_refusal(
+        session=session,
+        ticket=ticket,
+        recipient=recipient,
+        automated=automated,
+        envelope_sender=envelope_sender,
+        now=now,
+        settings=settings,
+    )
+    if reason is not None:
+        log.info("no acknowledgement for ticket %s: %s", ticket.number, reason)
+        return None
+    mailbox = sender_mailbox(ticket=ticket, settings=settings)
+    message_id = _new_message_id(ticket=ticket, mailbox=mailbox, settings=settings)
+    subject = reply_subject(ticket)
+    text = templates.render_acknowledgement(
+        language=ticket.contact.language,
+        mailbox=mailbox,
+        ticket_number=ticket.number,
+        portal_url=portal_ticket_url(ticket=ticket, settings=settings),
+        team=settings.mail_from_name,
+        template_dir=settings.mail_template_dir,
+    )
+    parent = interaction.external_id
+    parent = parent if parent and not parent.startswith("sha256:") and is_safe_message_id(parent) else None
+    message = compose_email(
+        sender=MailAddress(mailbox, settings.mail_from_name),
+        to=[MailAddress(recipient, interaction.author_name)],
+        subject=subject,
+        message_id=message_id,
+        date=now,
+        text=text,
+        reply_to=_reply_address(ticket=ticket, mailbox=mailbox, settings=settings),
+        in_reply_to=parent,
+        auto_submitted="auto-replied",
+    )
+    acknowledgement = add_interaction(
+        session=session,
+        ticket=ticket,
+        contact=ticket.contact,
+        channel=Channel.EMAIL,
+        direction=Direction.OUTBOUND,
+        external_id=message_id.strip("<>"),
+        subject=subject,
+        text=text,
+        author_name=settings.mail_from_name,
+        author_address=mailbox,
+        occurred_at=now,
+        now=now,
+    )
+    return _add_to_outbox(
+        session=session,
+        kind=OutboundKind.ACKNOWLEDGEMENT,
+        ticket=ticket,
+        interaction=acknowledgement,
+        mailbox=mailbox,
+        to=[recipient],
+        cc=[],
+        message_id=message_id,
+        raw=message.as_bytes(),
+        now=now,
+    )
+
+
+def queue_agent_notification(
+    *,
+    session: Session,
+    ticket: Ticket,
+    agent: Agent,
+    subject: str,
+    text: str,
+    now: datetime,
+    settings: Settings,
+    interaction: Interaction | None = None,
+) -> OutboundEmail:
+    """Queue an e-mail to an agent about ``ticket`` (``Auto-Submitted: auto-generated``, RFC 3834 §5)."""
+    mailbox = sender_mailbox(ticket=ticket, settings=settings)
+    message_id = _new_message_id(ticket=ticket, mailbox=mailbox, settings=settings)
+    subject = f"[#{ticket.number}] {' '.join(subject.split())}"[:MAX_SUBJECT_LENGTH]
+    message = compose_email(
+        sender=MailAddress(mailbox, settings.mail_from_name),
+        to=[MailAddress(agent.email, agent.name)],
+        subject=subject,
+        message_id=message_id,
+        date=now,
+        text=text,
+        auto_submitted="auto-generated",
+    )
+    return _add_to_outbox(
+        session=session,
+        kind=OutboundKind.NOTIFICATION,
+        ticket=ticket,
+        interaction=interaction,
+        mailbox=mailbox,
+        to=[agent.email],
+        cc=[],
+        message_id=message_id,
+        raw=message.as_bytes(),
+        now=now,
+    )
+
+
+def sender_mailbox(*, ticket: Ticket, settings: Settings) -> str:
+    """The mailbox the ticket came in on, else the first configured one: replies come from there."""
+    if ticket.mailbox:
+        return ticket.mailbox
+    if not settings.mailboxes:
+        raise ConfigurationError("no mailbox is configured to send from (CENTRALA_MAILBOXES)")
+    return settings.mailboxes[0]
+
+
+def reply_recipient(*, session: Session, ticket: Ticket) -> str:
+    """The contact's address the customer last wrote from on this ticket, else their first deliverable one.
+
+    Raises:
+        InvalidInputError: every address of the contact is undeliverable, or they have none.
+    """
+    deliverable = [email.address for email in ticket.contact.emails if email.undeliverable_at is None]
+    if not deliverable:
+        raise InvalidInputError("the ticket's contact has no deliverable e-mail address")
+    last_sender = session.scalar(
+        select(Interaction.author_address)
+        .where(
+            Interaction.ticket_id == ticket.id,
+            Interaction.channel == Channel.EMAIL,
+            Interaction.direction == Direction.INBOUND,
+            Interaction.author_address.is_not(None),
+        )
+        .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
+        .limit(1)
+    )
+    return last_sender if last_sender in deliverable else deliverable[0]
+
+
+def thread_message_ids(*, session: Session, ticket: Ticket) -> tuple[str | None, list[str]]:
+    """``(in_reply_to, references)`` for a new message on the ticket, ids without angle brackets.
+
+    In-Reply-To is the customer's last message; References are the ticket's e-mail in order (compose keeps
+    the root and the newest). Ids we made up for messages without one (``sha256:...``) are left out.
+    """
+    rows = session.execute(
+        select(Interaction.external_id, Interaction.direction)
+        .where(
+            Interaction.ticket_id == ticket.id,
+            Interaction.channel == Channel.EMAIL,
+            Interaction.external_id.is_not(None),
+        )
+        .order_by(Interaction.occurred_at, Interaction.id)
+    ).all()
+    usable = [
+        (external_id, direction)
+        for external_id, direction in rows
+        if not external_id.startswith("sha256:") and is_safe_message_id(external_id)
+    ]
+    inbound = [external_id for external_id, direction in usable if direction is Direction.INBOUND]
+    return (inbound[-1] if inbound else None), list(dict.fromkeys(external_id for external_id, _ in usable))
+
+
+def portal_ticket_url(*, ticket: Ticket, settings: Settings) -> str:
+    """Where the customer follows the ticket in the portal."""
+    return f"{settings.public_url.rstrip('/')}/portal/tickets/{ticket.number}"
+
+
+def _acknowledgement_refusal(
+    *,
+    session: Session,
+    ticket: Ticket,
+    recipient: str,
+    automated: bool,
+    envelope_sender: str | None,
+    now: datetime,
+    settings: Settings,
+) -> str | None:
+    if not settings.ack_enabled:
+        return "acknowledgements are off"
+    if automated:
+        return "the message was automated"
+    if envelope_sender is not None and envelope_sender.strip() in ("", "<>"):
+        return "null envelope sender"
+    if not recipient or "@" not in recipient:
+        return "no sender address"
+    if _AUTOMATED_LOCAL_PART.fullmatch(recipient.rsplit("@", 1)[0]):
+        return "the sender is a machine address"
+    if _is_our_mailbox(recipient, settings):
+        return "the sender is one of our mailboxes"
+    undeliverable = session.scalar(
+        select(ContactEmail.undeliverable_at).where(ContactEmail.address == recipient)
+    )
+    if undeliverable is not None:
+        return "the sender's address is undeliverable"
+    acknowledged = session.scalar(
+        select(OutboundEmail.id)
+        .where(OutboundEmail.ticket_id == ticket.id, OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)
+        .limit(1)
+    )
+    if acknowledged is not None:
+        return "the ticket was acknowledged already"
+    recent = session.scalar(
+        select(func.count(OutboundEmail.id)).where(
+            OutboundEmail.recipient == recipient,
+            OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT,
+            OutboundEmail.created_at > now - timedelta(minutes=settings.ack_window_minutes),
+        )
+    )
+    if recent >= settings.ack_max_per_recipient:
+        return "rate limit for the recipient reached"
+    return None
+
+
+def _is_our_mailbox(address: str, settings: Settings) -> bool:
+    local, _, domain = address.partition("@")
+    return address in settings.mailboxes or f"{local.partition('+')[0]}@{domain}" in settings.mailboxes
+
+
+def _new_message_id(*, ticket: Ticket, mailbox: str, settings: Settings) -> str:
+    return make_message_id(
+        ticket_id=ticket.id,
+        nonce=new_nonce(),
+        secret=settings.secret_key.get_secret_value(),
+        domain=mailbox.rsplit("@", 1)[1],
+    )
+
+
+def _reply_address(*, ticket: Ticket, mailbox: str, settings: Settings) -> str | None:
+    try:
+        return make_reply_address(
+            mailbox=mailbox, ticket_id=ticket.id, secret=settings.secret_key.get_secret_value()
+        )
+    except ValueError:
+        # A mailbox whose local part leaves no room for the tag: replies still thread by Message-ID or subject.
+        return None
+
+
+def _add_to_outbox(
+    *,
+    session: Session,
+    kind: OutboundKind,
+    ticket: Ticket | None,
+    interaction: Interaction | None,
+    mailbox: str,
+    to: list[str],
+    cc: list[str],
+    message_id: str,
+    raw: bytes,
+    now: datetime,
+) -> OutboundEmail:
+    outbound = OutboundEmail(
+        ticket=ticket,
+        interaction=interaction,
+        kind=kind,
+        mailbox=mailbox,
+        mail_from=mailbox,
+        recipient=to[0],
+        to_addresses=to,
+        cc_addresses=cc,
+        message_id=message_id.strip("<>"),
+        raw=raw,
+        state=OutboundState.QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        enqueued_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(outbound)
+    session.flush()
+    enqueue_after_commit(session, SEND_JOB, outbound.id, job_id=_job_id(outbound.id))
+    log.info(
+        "queued outbound %s (%s) on ticket %s", outbound.id, kind.value, ticket.number if ticket else "-"
+    )
+    return outbound
+
+
+def _job_id(outbound_id: int) -> str:
+    return f"outbound-email-{outbound_id}"
+
+
+# --- Delivery -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedEmail:
+    """An outbox row claimed for one attempt: what to hand to the transport."""
+
+    id: int
+    raw: bytes
+    mail_from: str
+    rcpt_tos: list[str]
+    attempt: int
+
+
+def transition_outbound(*, outbound: OutboundEmail, to: OutboundState, now: datetime) -> bool:
+    """Move ``outbound`` to state ``to`` when OUTBOUND_TRANSITIONS allows it; False (nothing changed) if not.
+
+    The one place delivery states change: late or repeated events (a job after the message was sent, a second
+    DSN) find a state they may not leave and change nothing.
+    """
+    if to not in OUTBOUND_TRANSITIONS[outbound.state]:
+        log.info("outbound %s stays %s (not %s)", outbound.id, outbound.state.value, to.value)
+        return False
+    outbound.state = to
+    outbound.updated_at = now
+    if to in (OutboundState.SENT, OutboundState.BOUNCED, OutboundState.FAILED):
+        outbound.next_attempt_at = None
+    if to is OutboundState.SENT:
+        outbound.sent_at = now
+        outbound.last_error = None
+    return True
+
+
+def claim_outbound_email(*, session: Session, outbound_id: int, now: datetime) -> ClaimedEmail | None:
+    """Claim a queued or deferred row that is due, for one attempt; None when it is not due or not waiting.
+
+    The claim is one conditional UPDATE, so of two jobs for the same row only one sends it; it counts the
+    attempt and pushes ``next_attempt_at`` out by SEND_LEASE. The caller commits before sending, so no
+    transaction (and on SQLite no write lock) is held while we talk to the relay.
+    """
+    claimed = session.execute(
+        update(OutboundEmail)
+        .where(
+            OutboundEmail.id == outbound_id,
+            OutboundEmail.state.in_([OutboundState.QUEUED, OutboundState.DEFERRED]),
+            OutboundEmail.next_attempt_at <= now,
+        )
+        .values(attempts=OutboundEmail.attempts + 1, next_attempt_at=now + SEND_LEASE, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    if claimed.rowcount != 1:
+        return None
+    row = session.execute(
+        select(
+            OutboundEmail.raw,
+            OutboundEmail.mail_from,
+            OutboundEmail.to_addresses,
+            OutboundEmail.cc_addresses,
+            OutboundEmail.attempts,
+        ).where(OutboundEmail.id == outbound_id)
+    ).one()
+    return ClaimedEmail(
+        id=outbound_id,
+        raw=row.raw,
+        mail_from=row.mail_from,
+        rcpt_tos=list(dict.fromkeys([*row.to_addresses, *row.cc_addresses])),
+        attempt=row.attempts,
+    )
+
+
+def record_delivery_attempt(
+    *, session: Session, outbound_id: int, error: DeliveryError | None, now: datetime, settings: Settings
+) -> OutboundEmail | None:
+    """Record how the claimed attempt went: sent, deferred (with back-off) or failed.
+
+    A permanent refusal, or a transient one after MAX_ATTEMPTS attempts, fails the message for good; a failed
+    reply reopens its ticket and notifies the assignee.
+    """
+    outbound = session.get(OutboundEmail, outbound_id, populate_existing=True)
+    if outbound is None:
+        return None
+    if error is None:
+        if transition_outbound(outbound=outbound, to=OutboundState.SENT, now=now):
+            log.info("outbound %s sent on attempt %d", outbound.id, outbound.attempts)
+        return outbound
+    reason = _error_text(error)
+    if isinstance(error, PermanentDeliveryError) or outbound.attempts >= MAX_ATTEMPTS:
+        if transition_outbound(outbound=outbound, to=OutboundState.FAILED, now=now):
+            outbound.last_error = reason
+            log.warning("outbound %s failed after %d attempt(s): %s", outbound.id, outbound.attempts, reason)
+            _after_final_failure(
+                session=session, outbound=outbound, reason=reason, now=now, settings=settings
+            )
+        return outbound
+    if transition_outbound(outbound=outbound, to=OutboundState.DEFERRED, now=now):
+        delay = RETRY_MINUTES[min(outbound.attempts, len(RETRY_MINUTES)) - 1]
+        outbound.next_attempt_at = now + timedelta(minutes=delay)
+        outbound.last_error = reason
+        log.info("outbound %s deferred for %d min after attempt %d", outbound.id, delay, outbound.attempts)
+    return outbound
+
+
+def find_due_outbound(*, session: Session, now: datetime, grace: timedelta, limit: int = 500) -> list[int]:
+    """Hand due rows to the queue again (on commit): deferred ones whose wait is over, and any whose job was
+    lost (not handed out within ``grace``); returns their ids."""
+    ids = list(
+        session.scalars(
+            select(OutboundEmail.id)
+            .where(
+                OutboundEmail.state.in_([OutboundState.QUEUED, OutboundState.DEFERRED]),
+                OutboundEmail.next_attempt_at <= now,
+                or_(OutboundEmail.enqueued_at.is_(None), OutboundEmail.enqueued_at <= now - grace),
+            )
+            .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
+            .limit(limit)
+        )
+    )
+    if ids:
+        session.execute(
+            update(OutboundEmail)
+            .where(OutboundEmail.id.in_(ids))
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+        for outbound_id in ids:
+            enqueue_after_commit(session, SEND_JOB, outbound_id, job_id=_job_id(outbound_id))
+    return ids
+
+
+def mark_bounced(
+    *,
+    session: Session,
+    message_id: str,
+    permanent: bool,
+    recipients: Sequence[str],
+    now: datetime,
+    settings: Settings,
+    diagnostic: str = "",
+) -> OutboundEmail | None:
+    """Record a delivery status notification about our message ``message_id`` (with or without ``<>``).
+
+    Permanent: the named recipients' contact addresses become undeliverable, and the message is bounced when
+    its primary recipient is among them (or none are named); a reply then reopens its ticket and notifies the
+    assignee. Transient (a "delayed" DSN): only ``last_error`` notes it, the relay is still trying. Returns
+    the outbox row, or None when the Message-ID is not one of ours.
+    """
+    outbound = session.scalar(
+        select(OutboundEmail).where(OutboundEmail.message_id == message_id.strip().strip("<>"))
+    )
+    if outbound is None:
+        return None
+    detail = " ".join("".join(c if c.isprintable() else " " for c in diagnostic).split())
+    if not permanent:
+        if outbound.state in (OutboundState.QUEUED, OutboundState.DEFERRED, OutboundState.SENT):
+            outbound.last_error = f"delayed: {detail}"[:MAX_ERROR_LENGTH] if detail else "delayed"
+            outbound.updated_at = now
+        return outbound
+    ours = {*outbound.to_addresses, *outbound.cc_addresses}
+    bounced = [
+        address for address in dict.fromkeys(item.strip().lower() for item in recipients) if address in ours
+    ]
+    if bounced:
+        for address in session.scalars(
+            select(ContactEmail).where(
+                ContactEmail.address.in_(bounced), ContactEmail.undeliverable_at.is_(None)
+            )
+        ):
+            address.undeliverable_at = now
+    if recipients and outbound.recipient not in bounced:
+        return outbound
+    if transition_outbound(outbound=outbound, to=OutboundState.BOUNCED, now=now):
+        reason = f"bounced: {detail}"[:MAX_ERROR_LENGTH] if detail else "bounced"
+        outbound.last_error = reason
+        log.warning("outbound %s bounced", outbound.id)
+        _after_final_failure(session=session, outbound=outbound, reason=reason, now=now, settings=settings)
+    return outbound
+
+
+def _after_final_failure(
+    *, session: Session, outbound: OutboundEmail, reason: str, now: datetime, settings: Settings
+) -> None:
+    """A reply that will not arrive: the ticket is the agents' again, with a note; its assignee is told."""
+    ticket = outbound.ticket
+    if outbound.kind is not OutboundKind.REPLY or ticket is None:
+        return
+    ticket.status = TicketStatus.OPEN
+    ticket.resolved_at = None
+    ticket.closed_at = None
+    ticket.updated_at = max(ticket.updated_at, now)
+    recipients = ", ".join([*outbound.to_addresses, *outbound.cc_addresses])
+    sent_on = outbound.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    text = (
+        f"The reply of {sent_on} could not be delivered to {recipients}: {reason}.\nThe ticket was reopened."
+    )
+    note = add_interaction(
+        session=session,
+        ticket=ticket,
+        contact=ticket.contact,
+        channel=Channel.NOTE,
+        direction=Direction.INTERNAL,
+        subject="Reply not delivered",
+        text=text,
+        author_name=SYSTEM_AUTHOR,
+        occurred_at=now,
+        now=now,
+    )
+    session.flush()
+    assignee = ticket.assignee
+    if assignee is not None and assignee.is_active:
+        try:
+            queue_agent_notification(
+                session=session,
+                ticket=ticket,
+                agent=assignee,
+                subject=f"Reply not delivered: {ticket.subject}",
+                text=f"{text}\n\n{_console_url(ticket=ticket, settings=settings)}\n",
+                now=now,
+                settings=settings,
+                interaction=note,
+            )
+        except InvalidInputError:
+            # The note is on the ticket either way; an unusable agent address must not undo it.
+            log.warning("could not notify the assignee of ticket %s", ticket.number)
+
+
+def _console_url(*, ticket: Ticket, settings: Settings) -> str:
+    return f"{settings.public_url.rstrip('/')}/console/tickets/{ticket.number}"
+
+
+def _error_text(error: DeliveryError) -> str:
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(error)).split())
+    return f"{type(error).__name__}: {text}"[:MAX_ERROR_LENGTH]
