@@ -1,0 +1,1 @@
+"""Telephony protocol layer: Twilio signatures, webhook events, the call state machine, TwiML and REST client."""
