@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -151,17 +152,34 @@ def agents_create(
     typer.echo(token)
 
 
+def _parse_moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date or time such as 2026-11-01 or 2026-11-01T08:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @mail_app.command("ledger")
-def mail_ledger(as_json: Annotated[bool, typer.Option("--json", help="One JSON object for all mailboxes.")] = False) -> None:
-    """Count received, processed and quarantined inbound e-mails."""
+def mail_ledger(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object for all mailboxes.")] = False,
+    since: Annotated[str | None, typer.Option(help="Only mail received at or after this (ISO date/time, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only mail received before this (ISO date/time, UTC).")] = None,
+) -> None:
+    """Count received, processed and quarantined inbound e-mails, per mailbox."""
     from centrala.ingest.models import InboundEmail, InboundStatus
 
+    statement = select(InboundEmail.mailbox, InboundEmail.status, func.count()).group_by(
+        InboundEmail.mailbox, InboundEmail.status
+    )
+    if (start := _parse_moment(since)) is not None:
+        statement = statement.where(InboundEmail.received_at >= start)
+    if (end := _parse_moment(until)) is not None:
+        statement = statement.where(InboundEmail.received_at < end)
     with session_scope() as session:
-        rows = session.execute(
-            select(InboundEmail.mailbox, InboundEmail.status, func.count()).group_by(
-                InboundEmail.mailbox, InboundEmail.status
-            )
-        ).all()
+        rows = session.execute(statement).all()
     totals = {status.value: 0 for status in InboundStatus}
     per_mailbox: dict[str, dict[str, int]] = {}
     for mailbox, status, count in rows:

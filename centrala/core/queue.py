@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -30,6 +31,8 @@ class PendingJob:
     args: tuple[Any, ...] = ()
     job_id: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # When set, the job waits in rq's scheduled registry until then (moved by the `centrala scheduler` process).
+    at: datetime | None = None
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
@@ -69,6 +72,13 @@ def enqueue_after_commit(session: Session, func: str, *args: Any, job_id: str | 
     session.info.setdefault(_PENDING_KEY, []).append(PendingJob(func, args, job_id, options))
 
 
+def enqueue_at_after_commit(
+    session: Session, at: datetime, func: str, *args: Any, job_id: str | None = None, **options: Any
+) -> None:
+    """Schedule the job ``func(*args)`` for ``at`` (an aware datetime) when ``session`` commits."""
+    session.info.setdefault(_PENDING_KEY, []).append(PendingJob(func, args, job_id, options, at))
+
+
 def enqueue_now(jobs: list[PendingJob], connection: redis.Redis | None = None) -> int:
     """Enqueue jobs at once; returns how many reached Redis. Failures are logged, never raised:
     the database holds the work and the sweeper re-enqueues what did not get through."""
@@ -78,7 +88,10 @@ def enqueue_now(jobs: list[PendingJob], connection: redis.Redis | None = None) -
         queue = get_queue(connection)
         with queue.connection.pipeline() as pipe:
             for job in jobs:
-                queue.enqueue(job.func, *job.args, job_id=job.job_id, pipeline=pipe, **job.options)
+                if job.at is not None:
+                    queue.enqueue_at(job.at, job.func, *job.args, job_id=job.job_id, pipeline=pipe, **job.options)
+                else:
+                    queue.enqueue(job.func, *job.args, job_id=job.job_id, pipeline=pipe, **job.options)
             pipe.execute()
         return len(jobs)
     except (redis.RedisError, OSError) as error:

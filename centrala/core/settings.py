@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     smtp_hostname: str = "localhost"
     mailboxes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["support@localhost"])
+    # Addresses reps BCC or forward their own mail to: it is logged on the customer's timeline, nobody answered.
+    log_mailboxes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A customer's follow-up to a ticket closed at most this many days ago reopens it; later ones open a new,
+    # linked ticket.
+    reopen_within_days: int = 14
     max_message_bytes: int = 25 * 1024 * 1024
     smtp_max_connections: int = 200
 
@@ -175,14 +180,14 @@ class Settings(BaseSettings):
     ack_max_per_recipient: int = Field(default=3, ge=0)
     ack_window_minutes: int = Field(default=60, ge=1)
 
-    @field_validator("mailboxes", mode="before")
+    @field_validator("mailboxes", "log_mailboxes", mode="before")
     @classmethod
     def _split_mailboxes(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("mailboxes")
+    @field_validator("mailboxes", "log_mailboxes")
     @classmethod
     def _normalise_mailboxes(cls, value: list[str]) -> list[str]:
         for address in value:

@@ -5,27 +5,47 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import MessageRejected
+from centrala.core.settings import Settings
 from centrala.ingest.ledger import load_raw
 from centrala.ingest.models import InboundEmail, InboundStatus
-from centrala.mail.parse import ParsedEmail, parse_email
+from centrala.mail.classify import MailKind
+from centrala.mail.parse import ParsedEmail, parse_email, rewrite_cid_urls
+from centrala.mail.tokens import verify_message_id, verify_reply_address
+from centrala.tickets.attachments import attachment_url
 from centrala.tickets.contacts import match_or_create_contact_by_email
-from centrala.tickets.models import Attachment, Channel, Direction, Interaction
+from centrala.tickets.models import (
+    Agent,
+    Attachment,
+    Channel,
+    Contact,
+    Direction,
+    Interaction,
+    OutboundEmail,
+    Ticket,
+    TicketStatus,
+)
+from centrala.tickets.outbox import mark_bounced, queue_acknowledgement
+from centrala.tickets.sla_clocks import on_customer_message, start_clocks_for_new_ticket
 from centrala.tickets.tickets import (
+    ThreadMatch,
     ThreadReason,
     add_interaction,
     find_email_thread,
+    is_past_reopen_window,
     note_customer_activity,
     open_ticket,
 )
 
 log = logging.getLogger(__name__)
+
+FLAG_REUSED_MESSAGE_ID = "Message-ID already used by another sender"
 
 
 @dataclass(frozen=True)
@@ -47,7 +67,9 @@ def lock_inbound_email(*, session: Session, inbound_id: int) -> InboundEmail | N
     return session.scalars(statement).one_or_none()
 
 
-def process_inbound_email(*, session: Session, inbound_id: int, now: datetime, blobs: BlobStore) -> ProcessOutcome:
+def process_inbound_email(
+    *, session: Session, inbound_id: int, now: datetime, blobs: BlobStore, settings: Settings
+) -> ProcessOutcome:
     """Process one raw row once: parse, match the contact, thread or open the ticket, record the interaction.
 
     Rows already processed or quarantined are left alone, so a duplicate or stale job changes nothing. A message
@@ -59,76 +81,231 @@ def process_inbound_email(*, session: Session, inbound_id: int, now: datetime, b
     row.attempts += 1
     raw = load_raw(row=row, blobs=blobs)
     try:
-        parsed = parse_email(raw)
+        parsed = parse_email(raw, mail_from=row.mail_from)
     except MessageRejected as rejection:
         return quarantine(row=row, reason=str(rejection), now=now)
-    external_id = parsed.message_id or f"sha256:{hashlib.sha256(raw).hexdigest()}"
+    external_id = parsed.message_id or f"sha256:{row.sha256}"
     row.message_id = external_id
 
+    flag = None
     existing = session.scalar(
         select(Interaction).where(Interaction.channel == Channel.EMAIL, Interaction.external_id == external_id)
     )
     if existing is not None:
-        log.info("inbound %s repeats %s of ticket %s", row.id, _short(external_id), existing.ticket_id)
-        return _mark_processed(row=row, interaction=existing, now=now, reason=ThreadReason.DUPLICATE)
+        if existing.author_address == parsed.from_address:
+            # The same message again: twice by SMTP, or by SMTP and IMAP both.
+            log.info("inbound %s repeats %s of ticket %s", row.id, _short(external_id), existing.ticket_id)
+            return _mark_processed(row=row, interaction=existing, now=now, reason=ThreadReason.DUPLICATE)
+        # Another sender reusing a Message-ID (a broken client, or someone trying to hide a message): keep it,
+        # under a key of its own, and flag it for a person.
+        external_id, flag = f"{external_id}#sha256:{row.sha256[:16]}", FLAG_REUSED_MESSAGE_ID
 
-    interaction = record_email(
-        session=session,
-        parsed=parsed,
-        external_id=external_id,
-        mailbox=row.mailbox,
-        received_at=row.received_at,
-        now=now,
-        blobs=blobs,
-    )
+    if row.mailbox in settings.log_mailboxes:
+        interaction = record_rep_email(
+            session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
+            settings=settings,
+        )
+        if interaction is None:
+            return quarantine(row=row, reason="mail to a log address must come from an agent", now=now)
+    else:
+        interaction = record_customer_email(
+            session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
+            settings=settings, flag=flag,
+        )
     session.flush()
     log.info(
-        "inbound %s became interaction %s on ticket %s (%s)",
-        row.id, interaction.id, interaction.ticket_id, interaction.thread_reason,
+        "inbound %s became interaction %s on ticket %s (%s, %s)",
+        row.id, interaction.id, interaction.ticket_id, interaction.thread_reason, interaction.classification,
     )
     return _mark_processed(row=row, interaction=interaction, now=now)
 
 
-def record_email(
+def record_customer_email(
     *,
     session: Session,
     parsed: ParsedEmail,
     external_id: str,
-    mailbox: str,
-    received_at: datetime,
+    row: InboundEmail,
     now: datetime,
     blobs: BlobStore,
+    settings: Settings,
+    flag: str | None = None,
 ) -> Interaction:
-    """Record a customer's e-mail on their timeline and on the ticket it continues, or on a new ticket."""
-    contact = match_or_create_contact_by_email(
-        session=session, address=parsed.from_address, name=parsed.from_name, now=now
-    )
-    match = find_email_thread(
-        session=session, referenced_ids=parsed.referenced_ids, subject=parsed.subject, sender=contact
-    )
+    """Record a customer's e-mail on their timeline and on the ticket it continues, or on a new ticket.
+
+    Automated mail (auto-replies, bounces, list mail) is threaded like any other but never reopens a ticket
+    or earns an acknowledgement, which is what keeps two auto-responders from mailing each other forever.
+    """
+    classification = parsed.classification
+    automated = classification.kind != MailKind.NORMAL
+    bounced = _record_bounce(session=session, parsed=parsed, now=now, settings=settings)
+    if bounced is not None and bounced.ticket is not None:
+        # A bounce of our own mail belongs on that mail's ticket and its customer's record, not on a
+        # contact made up for the mailer daemon.
+        contact = bounced.ticket.contact
+        match = ThreadMatch(bounced.ticket, ThreadReason.BOUNCE)
+    else:
+        contact = match_or_create_contact_by_email(
+            session=session, address=parsed.from_address, name=parsed.from_name, now=now
+        )
+        match = _thread(session=session, parsed=parsed, row=row, sender=contact, settings=settings)
     ticket = match.ticket
+    reason = match.reason
+    follows_up = None
+    if ticket is not None and not automated and is_past_reopen_window(
+        ticket=ticket, now=now, reopen_within=timedelta(days=settings.reopen_within_days)
+    ):
+        follows_up, ticket, reason = ticket, None, ThreadReason.FOLLOW_UP
+    is_new_ticket = ticket is None
     if ticket is None:
         ticket = open_ticket(
-            session=session, contact=contact, subject=parsed.subject, channel=Channel.EMAIL, now=now, mailbox=mailbox
+            session=session, contact=contact, subject=parsed.subject, channel=Channel.EMAIL, now=now,
+            mailbox=row.mailbox, follows_up=follows_up,
         )
+    elif automated:
+        ticket.updated_at = max(ticket.updated_at, now)
     else:
         note_customer_activity(ticket=ticket, now=now)
+    interaction = _add_email_interaction(
+        session=session, parsed=parsed, external_id=external_id, ticket=ticket, contact=contact,
+        direction=Direction.INBOUND, reason=reason, row=row, now=now, blobs=blobs, flag=flag,
+    )
+    if is_new_ticket and not automated:
+        session.flush()
+        queue_acknowledgement(
+            session=session, ticket=ticket, interaction=interaction, automated=automated, now=now,
+            settings=settings, envelope_sender=row.mail_from,
+        )
+    if not automated:
+        # SLA clocks count from our receipt of the message, not from when a worker got to it.
+        if is_new_ticket:
+            start_clocks_for_new_ticket(session=session, ticket=ticket, now=row.received_at)
+        else:
+            on_customer_message(session=session, ticket=ticket, now=row.received_at)
+    return interaction
+
+
+def record_rep_email(
+    *,
+    session: Session,
+    parsed: ParsedEmail,
+    external_id: str,
+    row: InboundEmail,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+) -> Interaction | None:
+    """Log a rep's own mail to a customer (BCC'd or forwarded to a log address) on the customer's history.
+
+    The customer is the first recipient who is neither an agent nor one of our addresses; the mail goes on the
+    ticket it threads to, else the customer's latest open ticket, else a new one. Nobody is acknowledged.
+    Returns None when the sender is not an agent: a log address must not let strangers write our history.
+    """
+    agent = session.scalar(select(Agent).where(Agent.email == parsed.from_address, Agent.is_active.is_(True)))
+    if agent is None:
+        return None
+    ours = {*settings.mailboxes, *settings.log_mailboxes}
+    agents = set(session.scalars(select(Agent.email).where(Agent.email.in_([*parsed.to, *parsed.cc]))))
+    customers = [a for a in [*parsed.to, *parsed.cc] if a not in ours and a not in agents]
+    if not customers:
+        return None
+    contact = match_or_create_contact_by_email(session=session, address=customers[0], name="", now=now)
+    match = _thread(session=session, parsed=parsed, row=row, sender=contact, settings=settings)
+    ticket, reason = match.ticket, match.reason
+    if ticket is None:
+        ticket = session.scalar(
+            select(Ticket)
+            .where(Ticket.contact_id == contact.id, Ticket.status.not_in([TicketStatus.CLOSED]))
+            .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+            .limit(1)
+        )
+        reason = ThreadReason.REFERENCE if ticket is not None else ThreadReason.NEW_TICKET
+    if ticket is None:
+        ticket = open_ticket(session=session, contact=contact, subject=parsed.subject, channel=Channel.EMAIL,
+                             now=now, mailbox=settings.mailboxes[0])
+    ticket.updated_at = max(ticket.updated_at, now)
+    interaction = _add_email_interaction(
+        session=session, parsed=parsed, external_id=external_id, ticket=ticket, contact=contact,
+        direction=Direction.OUTBOUND, reason=f"rep-log:{reason}", row=row, now=now, blobs=blobs,
+    )
+    interaction.agent_id = agent.id
+    return interaction
+
+
+def _thread(
+    *, session: Session, parsed: ParsedEmail, row: InboundEmail, sender: Contact, settings: Settings
+) -> ThreadMatch:
+    secret = settings.secret_key.get_secret_value()
+    signed_ticket_id = next(
+        (t for t in (verify_message_id(m, secret) for m in parsed.referenced_ids) if t is not None), None
+    )
+    reply_address_ticket_id = next(
+        (found[1] for found in (verify_reply_address(a, secret) for a in row.rcpt_tos) if found is not None),
+        None,
+    )
+    return find_email_thread(
+        session=session,
+        referenced_ids=parsed.referenced_ids,
+        subject=parsed.subject,
+        sender=sender,
+        sender_address=parsed.from_address,
+        signed_ticket_id=signed_ticket_id,
+        reply_address_ticket_id=reply_address_ticket_id,
+    )
+
+
+def _record_bounce(
+    *, session: Session, parsed: ParsedEmail, now: datetime, settings: Settings
+) -> OutboundEmail | None:
+    """Apply a delivery status notification to the outbound message it reports on; None if it is not ours."""
+    bounce = parsed.classification.bounce
+    if parsed.classification.kind != MailKind.BOUNCE or bounce is None or not bounce.original_message_id:
+        return None
+    failed = [r.address for r in bounce.recipients if r.address]
+    diagnostic = next((r.diagnostic for r in bounce.recipients if r.diagnostic), "") or ""
+    outbound = mark_bounced(
+        session=session, message_id=bounce.original_message_id, permanent=bounce.permanent, recipients=failed,
+        now=now, settings=settings, diagnostic=diagnostic,
+    )
+    if outbound is not None:
+        log.info("bounce for outbound %s (%s)", outbound.id, "permanent" if bounce.permanent else "transient")
+    return outbound
+
+
+def _add_email_interaction(
+    *,
+    session: Session,
+    parsed: ParsedEmail,
+    external_id: str,
+    ticket: Ticket,
+    contact: Contact,
+    direction: Direction,
+    reason: str,
+    row: InboundEmail,
+    now: datetime,
+    blobs: BlobStore,
+    flag: str | None = None,
+) -> Interaction:
     interaction = add_interaction(
         session=session,
         ticket=ticket,
         contact=contact,
         channel=Channel.EMAIL,
-        direction=Direction.INBOUND,
+        direction=direction,
         external_id=external_id,
         subject=parsed.subject,
-        text=parsed.text,
+        text=parsed.visible_text or parsed.text,
+        full_text=parsed.text,
         html=parsed.html,
         author_name=parsed.from_name,
         author_address=parsed.from_address,
         # Our receipt time, not the sender's Date header: senders' clocks are wrong often enough to misorder.
-        occurred_at=received_at,
+        occurred_at=row.received_at,
         now=now,
-        thread_reason=match.reason,
+        thread_reason=reason,
+        classification=parsed.classification.kind.value,
+        cc_addresses=parsed.cc,
+        flag=flag,
     )
     for attachment in parsed.attachments:
         interaction.attachments.append(
@@ -141,6 +318,10 @@ def record_email(
                 is_inline=attachment.is_inline,
             )
         )
+    if interaction.html and any(a.content_id for a in interaction.attachments):
+        session.flush()
+        urls = {a.content_id: attachment_url(a.id) for a in interaction.attachments if a.content_id}
+        interaction.html = rewrite_cid_urls(interaction.html, urls)
     return interaction
 
 

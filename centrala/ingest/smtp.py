@@ -89,7 +89,9 @@ class InboundHandler:
         self.sessionmaker = sessionmaker or get_sessionmaker()
         self.blobs = BlobStore(self.settings.blob_dir)
         self.write_timeout = write_timeout
-        self._mailboxes = frozenset(mailbox.lower() for mailbox in self.settings.mailboxes)
+        self._mailboxes = frozenset(
+            mailbox.lower() for mailbox in (*self.settings.mailboxes, *self.settings.log_mailboxes)
+        )
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="smtp-ledger")
         self._writes: set[asyncio.Future[RecordedEmail]] = set()
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import enum
+from datetime import date as dt_date
 from datetime import datetime
+from datetime import time as dt_time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -20,6 +24,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from centrala.core.db import Base, UTCDateTime
+
+if TYPE_CHECKING:
+    from centrala.tickets.sla import BusinessCalendar
 
 TICKET_NUMBER_OFFSET = 1000
 
@@ -228,6 +235,8 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A follow-up that arrived after the reopen window of a closed ticket opens a new ticket linked here.
+    follows_up_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
 
     contact: Mapped[Contact] = relationship()
     assignee: Mapped[Agent | None] = relationship()
@@ -276,9 +285,16 @@ class Interaction(Base):
     author_address: Mapped[str | None] = mapped_column(String(320))
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id", ondelete="SET NULL"))
     subject: Mapped[str] = mapped_column(String(500), default="")
+    # What the person wrote, quoted history and signature stripped; ``full_text`` keeps the whole body.
     text: Mapped[str] = mapped_column(Text, default="")
+    full_text: Mapped[str | None] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
     thread_reason: Mapped[str] = mapped_column(String(40), default="")
+    # normal, auto_reply, bounce, list or complaint: automated mail never reopens or acknowledges.
+    classification: Mapped[str] = mapped_column(String(16), default="normal")
+    cc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Set when something about the entry needs a person's eye, e.g. a Message-ID reused by another sender.
+    flag: Mapped[str | None] = mapped_column(String(200))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -357,3 +373,166 @@ class OutboundEmail(Base):
 
     ticket: Mapped[Ticket | None] = relationship()
     interaction: Mapped[Interaction | None] = relationship(back_populates="outbound_email")
+
+
+# --- SLA: business calendars, policies, clocks and their segment ledger ---------------------------------------
+
+
+class SlaMetric(enum.StrEnum):
+    """What a clock measures: time to the first agent response, to the next one after a customer's message,
+    or to resolution."""
+
+    FIRST_RESPONSE = "first_response"
+    NEXT_RESPONSE = "next_response"
+    RESOLUTION = "resolution"
+
+
+class ClockState(enum.StrEnum):
+    """Where an SLA clock is; ``CLOCK_TRANSITIONS`` lists every change allowed.
+
+    A breach is not a state: it is the fact ``breached_at`` (due passed while the clock ran), and a breached
+    clock still pauses, resumes and is finally met (late) or cancelled. met and cancelled are terminal.
+    """
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    MET = "met"
+    # Stopped without being met: e.g. a response clock of a ticket resolved without needing an answer.
+    CANCELLED = "cancelled"
+
+
+CLOCK_TRANSITIONS: dict[ClockState, frozenset[ClockState]] = {
+    ClockState.RUNNING: frozenset({ClockState.PAUSED, ClockState.MET, ClockState.CANCELLED}),
+    ClockState.PAUSED: frozenset({ClockState.RUNNING, ClockState.MET, ClockState.CANCELLED}),
+    ClockState.MET: frozenset(),
+    ClockState.CANCELLED: frozenset(),
+}
+
+
+class SegmentKind(enum.StrEnum):
+    """One stretch of a clock's life: counting, paused (with its cause), or outside business hours."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    OUTSIDE_HOURS = "outside_hours"
+
+
+class BusinessCalendarRow(Base):
+    """A stored business calendar: ``weekly_hours`` maps ``"0"``-``"6"`` (Monday 0) to ``[["09:00", "17:00"]]``,
+    ``extra_holidays`` lists ISO dates."""
+
+    __tablename__ = "business_calendar"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    weekly_hours: Mapped[dict[str, list[list[str]]]] = mapped_column(JSON, default=dict)
+    holidays_country: Mapped[str | None] = mapped_column(String(8))
+    holidays_subdiv: Mapped[str | None] = mapped_column(String(16))
+    extra_holidays: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    def to_calendar(self) -> BusinessCalendar:
+        """The pure calendar value the SLA math works with."""
+        from centrala.tickets.sla import BusinessCalendar
+
+        def wall(text: str) -> dt_time:
+            return dt_time(0) if text in ("24:00", "24:00:00") else dt_time.fromisoformat(text)
+
+        return BusinessCalendar(
+            self.timezone,
+            {int(day): [(wall(start), wall(end)) for start, end in spans] for day, spans in self.weekly_hours.items()},
+            holidays_country=self.holidays_country,
+            holidays_subdiv=self.holidays_subdiv,
+            extra_holidays=[dt_date.fromisoformat(day) for day in self.extra_holidays],
+        )
+
+
+class SlaPolicy(Base):
+    """Service targets for the tickets matching its conditions (None matches anything).
+
+    The matching policy with the lowest ``precedence`` applies, else the default one. ``targets`` maps a
+    priority (or ``"default"``) to ``{metric: business minutes}``; a metric left out gets no clock.
+    ``escalations`` is a list of ``{"on": "warning"|"breach", "action": "notify_assignee"|"notify_queue"|
+    "notify_address"|"raise_priority"|"reassign", "queue_id": int, "address": str}``.
+    """
+
+    __tablename__ = "sla_policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    precedence: Mapped[int] = mapped_column(Integer, default=100)
+    is_default: Mapped[bool] = mapped_column(default=False)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"))
+    priority: Mapped[TicketPriority | None] = mapped_column(str_enum(TicketPriority))
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id", ondelete="CASCADE"))
+    channel: Mapped[Channel | None] = mapped_column(str_enum(Channel))
+    # None: round the clock in UTC.
+    calendar_id: Mapped[int | None] = mapped_column(ForeignKey("business_calendar.id", ondelete="RESTRICT"))
+    targets: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON, default=dict)
+    warn_before_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    escalations: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    calendar: Mapped[BusinessCalendarRow | None] = relationship()
+
+
+class SlaClock(Base):
+    """One measured target of one ticket; ``cycle`` counts next-response restarts (0 for the others).
+
+    While running, ``running_since`` starts the current counting stretch and ``achieved_minutes`` holds the
+    business minutes of the stretches before it; paused time never counts. ``next_check_at`` is the earlier
+    of the pending warning and breach (None when neither is pending): the sweep's index.
+    """
+
+    __tablename__ = "sla_clock"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "metric", "cycle"),
+        Index(None, "next_check_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    policy_id: Mapped[int | None] = mapped_column(ForeignKey("sla_policy.id", ondelete="SET NULL"))
+    metric: Mapped[SlaMetric] = mapped_column(str_enum(SlaMetric))
+    cycle: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[ClockState] = mapped_column(str_enum(ClockState), default=ClockState.RUNNING)
+    target_minutes: Mapped[int] = mapped_column(Integer)
+    warn_before_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    achieved_minutes: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    running_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    met_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    ticket: Mapped[Ticket] = relationship()
+    policy: Mapped[SlaPolicy | None] = relationship()
+    segments: Mapped[list[SlaSegment]] = relationship(
+        back_populates="clock", cascade="all, delete-orphan", order_by="(SlaSegment.started_at, SlaSegment.id)"
+    )
+
+
+class SlaSegment(Base):
+    """One stretch of a clock's ledger; ``ended_at`` is None for the stretch in progress."""
+
+    __tablename__ = "sla_segment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clock_id: Mapped[int] = mapped_column(ForeignKey("sla_clock.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[SegmentKind] = mapped_column(str_enum(SegmentKind))
+    cause: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    clock: Mapped[SlaClock] = relationship(back_populates="segments")
+
+
+# The ticket's clocks in order, for reading (clocks are written through tickets.sla_clocks only).
+Ticket.sla_clocks = relationship(SlaClock, viewonly=True, order_by=SlaClock.id)

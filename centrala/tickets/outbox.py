@@ -50,6 +50,7 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 from centrala.tickets.replies import MAX_SUBJECT_LENGTH, record_agent_reply, reply_subject
+from centrala.tickets.sla_clocks import on_agent_response, sync_clocks_with_status
 from centrala.tickets.tickets import add_interaction
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ def queue_reply(
         now=now,
         external_id=message_id.strip("<>"),
     )
+    # An agent's e-mail reply is a response: it meets the ticket's response clocks.
+    on_agent_response(session=session, ticket=ticket, interaction=interaction, now=now)
     if attachments:
         blobs = BlobStore(settings.blob_dir)
         for item in attachments:
@@ -250,12 +253,46 @@ def queue_agent_notification(
     interaction: Interaction | None = None,
 ) -> OutboundEmail:
     """Queue an e-mail to an agent about ``ticket`` (``Auto-Submitted: auto-generated``, RFC 3834 §5)."""
+    return _queue_notification(
+        session=session, ticket=ticket, recipient=MailAddress(agent.email, agent.name), subject=subject,
+        text=text, now=now, settings=settings, interaction=interaction,
+    )
+
+
+def queue_address_notification(
+    *,
+    session: Session,
+    ticket: Ticket,
+    address: str,
+    subject: str,
+    text: str,
+    now: datetime,
+    settings: Settings,
+) -> OutboundEmail:
+    """Queue an e-mail about ``ticket`` to an address of ours (a queue's or a team lead's), like an agent's."""
+    return _queue_notification(
+        session=session, ticket=ticket, recipient=MailAddress(normalise_email(address), ""), subject=subject,
+        text=text, now=now, settings=settings,
+    )
+
+
+def _queue_notification(
+    *,
+    session: Session,
+    ticket: Ticket,
+    recipient: MailAddress,
+    subject: str,
+    text: str,
+    now: datetime,
+    settings: Settings,
+    interaction: Interaction | None = None,
+) -> OutboundEmail:
     mailbox = sender_mailbox(ticket=ticket, settings=settings)
     message_id = _new_message_id(ticket=ticket, mailbox=mailbox, settings=settings)
     subject = f"[#{ticket.number}] {' '.join(subject.split())}"[:MAX_SUBJECT_LENGTH]
     message = compose_email(
         sender=MailAddress(mailbox, settings.mail_from_name),
-        to=[MailAddress(agent.email, agent.name)],
+        to=[recipient],
         subject=subject,
         message_id=message_id,
         date=now,
@@ -268,7 +305,7 @@ def queue_agent_notification(
         ticket=ticket,
         interaction=interaction,
         mailbox=mailbox,
-        to=[agent.email],
+        to=[recipient.address],
         cc=[],
         message_id=message_id,
         raw=message.as_bytes(),
@@ -640,6 +677,8 @@ def _after_final_failure(
     ticket.resolved_at = None
     ticket.closed_at = None
     ticket.updated_at = max(ticket.updated_at, now)
+    # Reopened: clocks paused while we waited on the customer run again.
+    sync_clocks_with_status(session=session, ticket=ticket, now=now)
     recipients = ", ".join([*outbound.to_addresses, *outbound.cc_addresses])
     sent_on = outbound.created_at.strftime("%Y-%m-%d %H:%M UTC")
     text = (

@@ -8,10 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from centrala.tickets.models import (
     Channel,
+    ClockState,
     Contact,
     Direction,
     Interaction,
     OutboundState,
+    SlaMetric,
     Ticket,
     TicketPriority,
     TicketStatus,
@@ -109,11 +111,34 @@ class TicketDetailRead(TicketRead):
     """A ticket with its interactions, oldest first."""
 
     interactions: list[InteractionRead]
+    sla: list[SlaClockRead] = Field(default_factory=list, description="The ticket's SLA clocks, oldest first")
 
     @classmethod
     def from_ticket_with_interactions(cls, ticket: Ticket) -> TicketDetailRead:
         interactions = [InteractionRead.model_validate(item) for item in ticket.interactions]
-        return cls(**_ticket_fields(ticket), interaction_count=len(interactions), interactions=interactions)
+        return cls(
+            **_ticket_fields(ticket),
+            interaction_count=len(interactions),
+            interactions=interactions,
+            sla=[SlaClockRead.model_validate(clock) for clock in ticket.sla_clocks],
+        )
+
+
+class SlaClockRead(ReadModel):
+    """One SLA clock; ``achieved_minutes`` counts the business minutes of its closed running stretches."""
+
+    metric: SlaMetric
+    cycle: int
+    state: ClockState
+    target_minutes: int
+    achieved_minutes: float
+    started_at: datetime
+    due_at: datetime | None
+    warn_at: datetime | None
+    paused_since: datetime | None
+    warned_at: datetime | None
+    breached_at: datetime | None
+    met_at: datetime | None
 
 
 def _ticket_fields(ticket: Ticket) -> dict[str, object]:

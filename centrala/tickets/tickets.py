@@ -6,7 +6,7 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,9 +33,13 @@ _REPLY_PREFIX = re.compile(
 class ThreadReason(enum.StrEnum):
     """Why an inbound message was filed where it was; stored on the interaction."""
 
+    SIGNED_REFERENCE = "signed-reference"
+    REPLY_ADDRESS = "reply-address"
     REFERENCE = "reference"
     SUBJECT_TAG = "subject-tag"
+    BOUNCE = "bounce-of-our-message"
     NEW_TICKET = "new-ticket"
+    FOLLOW_UP = "new-ticket:follow-up"
     FOREIGN_REFERENCE = "new-ticket:foreign-reference"
     FOREIGN_SUBJECT_TAG = "new-ticket:foreign-subject-tag"
     DUPLICATE = "duplicate"
@@ -49,28 +53,44 @@ class ThreadMatch:
     reason: ThreadReason
 
 
-def is_participant(*, session: Session, ticket: Ticket, contact: Contact) -> bool:
-    """Whether ``contact`` may add to ``ticket`` by reference: its own contact or someone already on its timeline."""
+def is_participant(*, session: Session, ticket: Ticket, contact: Contact, address: str) -> bool:
+    """Whether the sender takes part in ``ticket``: its contact, someone on its timeline, or someone CC'd on it."""
     if ticket.contact_id == contact.id:
         return True
-    return (
-        session.scalar(
-            select(Interaction.id)
-            .where(Interaction.ticket_id == ticket.id, Interaction.contact_id == contact.id)
-            .limit(1)
-        )
-        is not None
-    )
+    rows = session.execute(
+        select(Interaction.contact_id, Interaction.cc_addresses).where(Interaction.ticket_id == ticket.id)
+    ).all()
+    return any(contact_id == contact.id or address in (cc or ()) for contact_id, cc in rows)
 
 
 def find_email_thread(
-    *, session: Session, referenced_ids: Sequence[str], subject: str, sender: Contact
+    *,
+    session: Session,
+    referenced_ids: Sequence[str],
+    subject: str,
+    sender: Contact,
+    sender_address: str,
+    signed_ticket_id: int | None = None,
+    reply_address_ticket_id: int | None = None,
 ) -> ThreadMatch:
-    """Find the ticket an inbound e-mail continues: by stored Message-ID in its references, then by subject tag.
+    """Find the ticket an inbound e-mail continues, trying in order:
 
-    A reference or tag pointing at a ticket the sender has no part in is refused (a stranger who learns a
-    Message-ID or ticket number must not write into someone else's case): the message opens a new ticket.
+    1. a Message-ID of ours in its references, whose HMAC the caller verified (``signed_ticket_id``);
+    2. our per-ticket reply address among its recipients, likewise verified (``reply_address_ticket_id``);
+    3. any stored Message-ID in its references, when the sender takes part in that ticket;
+    4. the ``[#T-1042]`` tag in its subject, when the sender takes part in that ticket.
+
+    A plain reference or tag pointing at a ticket the sender has no part in is refused (whoever learns a
+    Message-ID or a ticket number must not write into someone else's case): the message opens a new ticket.
+    Signed references and reply addresses cannot be forged; they come only from mail we sent.
     """
+    for ticket_id, reason in (
+        (signed_ticket_id, ThreadReason.SIGNED_REFERENCE),
+        (reply_address_ticket_id, ThreadReason.REPLY_ADDRESS),
+    ):
+        ticket = session.get(Ticket, ticket_id) if ticket_id else None
+        if ticket is not None:
+            return ThreadMatch(ticket, reason)
     refused: ThreadReason | None = None
     if referenced_ids:
         rows = session.execute(
@@ -86,7 +106,9 @@ def find_email_thread(
             if ticket_id is None:
                 continue
             ticket = session.get(Ticket, ticket_id)
-            if ticket is not None and is_participant(session=session, ticket=ticket, contact=sender):
+            if ticket is not None and is_participant(
+                session=session, ticket=ticket, contact=sender, address=sender_address
+            ):
                 return ThreadMatch(ticket, ThreadReason.REFERENCE)
             refused = ThreadReason.FOREIGN_REFERENCE
     tag = _SUBJECT_TAG.search(subject)
@@ -94,10 +116,17 @@ def find_email_thread(
         ticket_id = parse_ticket_number(tag.group(1))
         ticket = session.get(Ticket, ticket_id) if ticket_id else None
         if ticket is not None:
-            if is_participant(session=session, ticket=ticket, contact=sender):
+            if is_participant(session=session, ticket=ticket, contact=sender, address=sender_address):
                 return ThreadMatch(ticket, ThreadReason.SUBJECT_TAG)
             refused = refused or ThreadReason.FOREIGN_SUBJECT_TAG
     return ThreadMatch(None, refused or ThreadReason.NEW_TICKET)
+
+
+def is_past_reopen_window(*, ticket: Ticket, now: datetime, reopen_within: timedelta) -> bool:
+    """Whether ``ticket`` was closed so long ago that a follow-up opens a new ticket instead of reopening it."""
+    return ticket.status == TicketStatus.CLOSED and (
+        ticket.closed_at is None or now - ticket.closed_at > reopen_within
+    )
 
 
 def clean_subject(subject: str) -> str:
@@ -108,10 +137,18 @@ def clean_subject(subject: str) -> str:
 
 
 def open_ticket(
-    *, session: Session, contact: Contact, subject: str, channel: Channel, now: datetime, mailbox: str | None = None
+    *,
+    session: Session,
+    contact: Contact,
+    subject: str,
+    channel: Channel,
+    now: datetime,
+    mailbox: str | None = None,
+    follows_up: Ticket | None = None,
 ) -> Ticket:
-    """Open a new ticket for ``contact``."""
+    """Open a new ticket for ``contact``, linked to the closed ticket it follows up when there is one."""
     ticket = Ticket(
+        follows_up_ticket_id=follows_up.id if follows_up else None,
         subject=clean_subject(subject) or "(no subject)",
         status=TicketStatus.NEW,
         channel=channel,
@@ -151,6 +188,10 @@ def add_interaction(
     author_address: str | None = None,
     agent_id: int | None = None,
     thread_reason: str = "",
+    full_text: str | None = None,
+    classification: str = "normal",
+    cc_addresses: Sequence[str] = (),
+    flag: str | None = None,
 ) -> Interaction:
     """Append one entry to the contact's timeline, and to the ticket's when there is one."""
     interaction = Interaction(
@@ -166,6 +207,10 @@ def add_interaction(
         author_address=author_address,
         agent_id=agent_id,
         thread_reason=thread_reason,
+        full_text=full_text,
+        classification=classification,
+        cc_addresses=list(cc_addresses),
+        flag=flag,
         occurred_at=occurred_at,
         created_at=now,
     )

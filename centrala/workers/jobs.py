@@ -17,6 +17,7 @@ from centrala.ingest.process import lock_inbound_email, quarantine
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
 from centrala.mail.send import transport_from_settings
 from centrala.tickets.outbox import claim_outbound_email, find_due_outbound, record_delivery_attempt
+from centrala.tickets.sla_clocks import check_clock, find_due_clocks
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def process_inbound_email(inbound_id: int) -> dict[str, object]:
         session = get_sessionmaker()()
         try:
             outcome = process_inbound_email_service(
-                session=session, inbound_id=inbound_id, now=clock.now(), blobs=blobs
+                session=session, inbound_id=inbound_id, now=clock.now(), blobs=blobs, settings=settings
             )
             session.commit()
             return {"status": outcome.status.value, "ticket_id": outcome.ticket_id, "reason": outcome.reason}
@@ -137,4 +138,33 @@ def sweep_due_outbound() -> int:
         session.close()
     if ids:
         log.info("handed %d outbound e-mail(s) to the queue", len(ids))
+    return len(ids)
+
+
+def check_sla_clock(clock_id: int) -> dict[str, object]:
+    """Fire the warning or breach of one SLA clock if due; a stale or repeated job does nothing."""
+    settings = get_settings()
+    session = get_sessionmaker()()
+    try:
+        fired = check_clock(session=session, clock_id=clock_id, now=clock.now(), settings=settings)
+        session.commit()
+    finally:
+        session.close()
+    return {"fired": fired}
+
+
+def sweep_sla_clocks() -> int:
+    """Check the SLA clocks whose warning or breach is overdue because their job was lost; returns how many."""
+    settings = get_settings()
+    session = get_sessionmaker()()
+    try:
+        ids = find_due_clocks(
+            session=session, now=clock.now(), grace=timedelta(seconds=settings.sweep_after_seconds)
+        )
+    finally:
+        session.close()
+    for clock_id in ids:
+        check_sla_clock(clock_id)
+    if ids:
+        log.info("checked %d overdue sla clock(s)", len(ids))
     return len(ids)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from rq import SimpleWorker
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from centrala.core.queue import get_queue, get_redis
 from centrala.core.settings import Settings
-from centrala.workers.jobs import sweep_due_outbound, sweep_stale_emails
+from centrala.workers.jobs import sweep_due_outbound, sweep_sla_clocks, sweep_stale_emails
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,46 @@ def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> No
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
     log.info("scheduler sweeping every %.0f s", settings.sweep_interval_seconds)
+    # rq's scheduler moves jobs scheduled with enqueue_at (SLA checks) to the queue. It runs here, in this
+    # loop, not forked by a worker (see run_worker); its Redis lock keeps a second scheduler process idle.
+    connection = get_redis()
+    rq_scheduler = RQScheduler([get_queue(connection)], connection=connection, serializer=JSONSerializer)
+    try:
+        _run_sweeps(settings, stop, rq_scheduler)
+    finally:
+        try:
+            rq_scheduler.release_locks()
+        except Exception:
+            log.exception("could not release the rq scheduler lock")
+
+
+def _run_sweeps(settings: Settings, stop: threading.Event, rq_scheduler: RQScheduler) -> None:
+    # Scheduled jobs are moved every tick (at most a second late); the database sweeps run every interval.
+    tick = min(settings.sweep_interval_seconds, 1.0)
+    last_sweep: float | None = None
     while not stop.is_set():
         try:
-            sweep_stale_emails()
+            rq_scheduler.acquire_locks()
+            if rq_scheduler.acquired_locks:
+                rq_scheduler.enqueue_scheduled_jobs()
         except Exception:
-            log.exception("sweep failed; trying again next round")
-        try:
-            sweep_due_outbound()
-        except Exception:
-            log.exception("outbound sweep failed; trying again next round")
-        stop.wait(settings.sweep_interval_seconds)
+            log.exception("moving scheduled jobs failed; trying again next round")
+        if last_sweep is None or time.monotonic() - last_sweep >= settings.sweep_interval_seconds:
+            last_sweep = time.monotonic()
+            _sweep_once()
+        stop.wait(tick)
+
+
+def _sweep_once() -> None:
+    try:
+        sweep_stale_emails()
+    except Exception:
+        log.exception("sweep failed; trying again next round")
+    try:
+        sweep_due_outbound()
+    except Exception:
+        log.exception("outbound sweep failed; trying again next round")
+    try:
+        sweep_sla_clocks()
+    except Exception:
+        log.exception("sla sweep failed; trying again next round")

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from centrala.core.db import session_scope
 from centrala.ingest.models import InboundEmail, InboundStatus
-from centrala.tickets.models import Interaction, Ticket
+from centrala.tickets.models import Direction, Interaction, Ticket
 from tests.support.mails import make_mail
 from tests.support.processes import free_port, port_is_open, service_env, start, stop, wait_until
 
@@ -30,8 +30,15 @@ def _counts() -> dict[str, int]:
         return {
             "stored": sum(by_status.values()),
             "processed": by_status.get(InboundStatus.PROCESSED, 0),
-            "interactions": session.scalar(select(func.count()).select_from(Interaction)),
-            "distinct_ids": session.scalar(select(func.count(func.distinct(Interaction.external_id)))),
+            # Inbound only: our acknowledgements are on the timeline too.
+            "interactions": session.scalar(
+                select(func.count()).select_from(Interaction).where(Interaction.direction == Direction.INBOUND)
+            ),
+            "distinct_ids": session.scalar(
+                select(func.count(func.distinct(Interaction.external_id))).where(
+                    Interaction.direction == Direction.INBOUND
+                )
+            ),
             "tickets": session.scalar(select(func.count()).select_from(Ticket)),
         }
 

@@ -66,8 +66,10 @@ def test_reply_reaches_the_outbox_and_the_answer_threads_back(service):
 
     wait_until(delivered, timeout=10, what="the reply to be sent")
     maildir = mailbox.Maildir(service["outbox"], create=False)
-    [key] = list(maildir.keys())
-    ours = email.message_from_bytes(maildir.get_bytes(key), policy=email.policy.default)
+    sent = [email.message_from_bytes(maildir.get_bytes(key), policy=email.policy.default) for key in maildir.keys()]
+    # The acknowledgement of the new ticket and the agent's reply.
+    assert sorted(m["Auto-Submitted"] or "no" for m in sent) == ["auto-replied", "no"]
+    [ours] = [m for m in sent if m["Auto-Submitted"] is None]
     assert ours["In-Reply-To"] == "<e2e-out-1@example.cz>"
     assert ours["Subject"] == f"Re: Nefunguje mi přihlášení [#{ticket['number']}]"
 
@@ -82,10 +84,11 @@ def test_reply_reaches_the_outbox_and_the_answer_threads_back(service):
     )
     detail = wait_until(
         lambda: (
-            (d := api.get(f"/api/v1/tickets/{ticket['id']}").json()) and len(d["interactions"]) == 3 and d
+            (d := api.get(f"/api/v1/tickets/{ticket['id']}").json()) and len(d["interactions"]) == 4 and d
         ),
         timeout=5,
         what="the customer's answer on the ticket",
     )
     assert detail["interactions"][-1]["external_id"] == "e2e-out-2@example.cz"
+    assert detail["interactions"][-1]["thread_reason"] == "signed-reference"
     assert len(api.get("/api/v1/tickets").json()) == 1

@@ -39,6 +39,10 @@ def service(tmp_path, committed_db, redis_url):
         print((tmp_path / "up.log").read_text(errors="replace")[-5000:])
 
 
+def _inbound(ticket_detail: dict) -> list[dict]:
+    return [i for i in ticket_detail["interactions"] if i["direction"] == "inbound"]
+
+
 def _send(port: int, raw: bytes) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.sendmail("jana@example.cz", ["support@localhost"], raw)
@@ -57,10 +61,12 @@ def test_mail_becomes_ticket_reply_threads_new_subject_opens_second_ticket(servi
     _send(service["smtp_port"], make_mail(subject="Re: Nefunguje mi přihlášení", message_id="<e2e-2@example.cz>",
                                           in_reply_to="<e2e-1@example.cz>", references="<e2e-1@example.cz>"))
     detail = wait_until(
-        lambda: (d := api.get(f"/api/v1/tickets/{ticket['id']}").json()) and len(d["interactions"]) == 2 and d,
+        lambda: (d := api.get(f"/api/v1/tickets/{ticket['id']}").json()) and len(_inbound(d)) == 2 and d,
         timeout=5, what="the reply on the first ticket",
     )
-    assert [i["external_id"] for i in detail["interactions"]] == ["e2e-1@example.cz", "e2e-2@example.cz"]
+    assert [i["external_id"] for i in _inbound(detail)] == ["e2e-1@example.cz", "e2e-2@example.cz"]
+    # The first message was acknowledged (once: the reply to an existing ticket is not).
+    assert [i["direction"] for i in detail["interactions"]] == ["inbound", "outbound", "inbound"]
 
     _send(service["smtp_port"], make_mail(subject="Faktura za listopad", message_id="<e2e-3@example.cz>"))
     tickets = wait_until(lambda: len(t := api.get("/api/v1/tickets").json()) == 2 and t, timeout=5,
@@ -71,7 +77,7 @@ def test_mail_becomes_ticket_reply_threads_new_subject_opens_second_ticket(servi
     contacts = api.get("/api/v1/contacts", params={"email": "JANA@example.cz"}).json()
     assert len(contacts) == 1
     timeline = api.get(f"/api/v1/contacts/{contacts[0]['id']}").json()["timeline"]
-    assert len(timeline) == 3
+    assert len([entry for entry in timeline if entry["direction"] == "inbound"]) == 3
 
 
 def test_ctrl_c_stops_every_process(service):

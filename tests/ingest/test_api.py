@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from centrala.core.blobs import BlobStore
+from centrala.core.settings import get_settings
 from centrala.ingest.ledger import record_inbound_email
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.ingest.process import process_inbound_email
@@ -21,17 +23,23 @@ def auth(session):
 
 
 def _ingest(session, blobs, raw):
-    recorded = record_inbound_email(session=session, raw=raw, mailbox="support@localhost", mail_from="",
-                                    rcpt_tos=["support@localhost"], now=NOW, blobs=blobs)
-    process_inbound_email(session=session, inbound_id=recorded.id, now=NOW, blobs=blobs)
+    recorded = record_inbound_email(
+        session=session,
+        raw=raw,
+        mailbox="support@localhost",
+        mail_from="",
+        rcpt_tos=["support@localhost"],
+        now=NOW,
+        blobs=blobs,
+    )
+    process_inbound_email(
+        session=session, inbound_id=recorded.id, now=NOW, blobs=blobs, settings=get_settings()
+    )
     session.flush()
     return session.get(InboundEmail, recorded.id)
 
 
 def test_quarantine_is_listed_with_reason_and_raw_bytes_are_downloadable(client, session, auth):
-    from centrala.core.blobs import BlobStore
-    from centrala.core.settings import get_settings
-
     blobs = BlobStore(get_settings().blob_dir)
     _ingest(session, blobs, make_mail())
     bad = _ingest(session, blobs, NO_SENDER)

@@ -42,3 +42,35 @@ def make_mail(
         maintype, subtype = content_type.split("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return message.as_bytes()
+
+
+def make_dsn(
+    *,
+    original_message_id: str,
+    recipient: str = "jana@example.cz",
+    status: str = "5.1.1",
+    action: str = "failed",
+    message_id: str = "<dsn-1@mx.example.net>",
+) -> bytes:
+    """A delivery status notification (RFC 3464) as an MTA sends it, from the null sender."""
+    boundary = "dsn-boundary"
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n"
+        "To: support@localhost\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Date: Fri, 20 Nov 2026 09:31:00 +0000\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\nContent-Type: text/plain\r\n\r\n"
+        f"I'm sorry to have to inform you that your message could not be delivered to <{recipient}>.\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: support@localhost\r\nTo: {recipient}\r\nMessage-ID: {original_message_id}\r\n"
+        f"Subject: Re: something\r\n\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()

@@ -378,7 +378,7 @@ def test_ping_pong_with_an_unmarked_auto_responder_ends_within_the_limit(session
                 now=now,
                 blobs=blobs,
             )
-            outcome = process_inbound_email(session=session, inbound_id=recorded.id, now=now, blobs=blobs)
+            outcome = process_inbound_email(session=session, inbound_id=recorded.id, now=now, blobs=blobs, settings=settings)
             ticket = session.get(Ticket, outcome.ticket_id)
             interaction = session.get(Interaction, outcome.interaction_id)
             acknowledge(session, ticket, interaction, settings, now=now, envelope_sender="bot@example.net")
@@ -426,7 +426,7 @@ def test_ping_pong_with_a_threading_auto_responder_ends_after_one_acknowledgemen
                 now=now,
                 blobs=blobs,
             )
-            outcome = process_inbound_email(session=session, inbound_id=recorded.id, now=now, blobs=blobs)
+            outcome = process_inbound_email(session=session, inbound_id=recorded.id, now=now, blobs=blobs, settings=settings)
             acknowledge(
                 session,
                 session.get(Ticket, outcome.ticket_id),

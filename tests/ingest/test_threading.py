@@ -1,0 +1,200 @@
+"""Where inbound mail lands: signed references and reply addresses, participants only, closed tickets,
+automated mail, bounces, reused Message-IDs and reps' own mail logged through the log address."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from centrala.core.settings import get_settings
+from centrala.ingest.ledger import record_inbound_email
+from centrala.ingest.models import InboundStatus
+from centrala.ingest.process import FLAG_REUSED_MESSAGE_ID, process_inbound_email
+from centrala.mail.tokens import make_message_id, make_reply_address
+from centrala.tickets.models import (
+    ContactEmail,
+    Direction,
+    Interaction,
+    OutboundEmail,
+    OutboundKind,
+    OutboundState,
+    Ticket,
+    TicketStatus,
+)
+from centrala.tickets.outbox import queue_reply
+from tests.factories import make_agent
+from tests.support.mails import make_dsn, make_mail
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture()
+def settings():
+    return get_settings().model_copy(update={"log_mailboxes": ["log@localhost"], "reopen_within_days": 14})
+
+
+@pytest.fixture()
+def ingest(session, blobs, settings):
+    def ingest_raw(raw: bytes, *, at: datetime = NOW, mailbox="support@localhost", rcpt=None, mail_from="x@y.z"):
+        recorded = record_inbound_email(
+            session=session, raw=raw, mailbox=mailbox, mail_from=mail_from, rcpt_tos=rcpt or [mailbox],
+            now=at, blobs=blobs,
+        )
+        outcome = process_inbound_email(session=session, inbound_id=recorded.id, now=at, blobs=blobs,
+                                        settings=settings)
+        session.flush()
+        return outcome
+
+    return ingest_raw
+
+
+def secret(settings) -> str:
+    return settings.secret_key.get_secret_value()
+
+
+def interaction_of(session, outcome) -> Interaction:
+    return session.get(Interaction, outcome.interaction_id)
+
+
+def test_signed_message_id_threads_even_from_another_address(session, ingest, settings):
+    first = ingest(make_mail())
+    ours = make_message_id(ticket_id=first.ticket_id, nonce="n1", secret=secret(settings), domain="localhost")
+    colleague = ingest(make_mail(sender="Petr <petr@example.cz>", subject="Re: přihlášení",
+                                 message_id="<c1@example.cz>", in_reply_to=ours))
+    assert colleague.ticket_id == first.ticket_id
+    assert interaction_of(session, colleague).thread_reason == "signed-reference"
+
+
+def test_forged_signed_message_id_does_not_thread(session, ingest, settings):
+    first = ingest(make_mail())
+    forged = make_message_id(ticket_id=first.ticket_id, nonce="n1", secret="someone-elses-secret", domain="localhost")
+    stranger = ingest(make_mail(sender="eve@evil.example", message_id="<e1@evil.example>", in_reply_to=forged))
+    assert stranger.ticket_id != first.ticket_id
+
+
+def test_reply_address_threads(session, ingest, settings):
+    first = ingest(make_mail())
+    address = make_reply_address(mailbox="support@localhost", ticket_id=first.ticket_id, secret=secret(settings))
+    reply = ingest(make_mail(to=address, subject="Something else entirely", message_id="<r1@example.cz>"),
+                   rcpt=[address])
+    assert reply.ticket_id == first.ticket_id
+    assert interaction_of(session, reply).thread_reason == "reply-address"
+
+
+def test_subject_tag_accepted_from_a_cc_but_not_from_a_stranger(session, ingest):
+    first = ingest(make_mail(extra_headers={"Cc": "Boss <boss@example.cz>"}))
+    number = session.get(Ticket, first.ticket_id).number
+    boss = ingest(make_mail(sender="boss@example.cz", subject=f"Re: [#{number}]", message_id="<b1@example.cz>"))
+    assert boss.ticket_id == first.ticket_id
+    stranger = ingest(make_mail(sender="x@other.example", subject=f"Re: [#{number}]", message_id="<x1@o.example>"))
+    assert stranger.ticket_id != first.ticket_id
+    assert interaction_of(session, stranger).thread_reason == "new-ticket:foreign-subject-tag"
+
+
+def test_follow_up_reopens_a_recently_closed_ticket(session, ingest):
+    first = ingest(make_mail())
+    ticket = session.get(Ticket, first.ticket_id)
+    ticket.status, ticket.closed_at = TicketStatus.CLOSED, NOW
+    reply = ingest(make_mail(message_id="<m2@example.cz>", in_reply_to="<m1@example.cz>"),
+                   at=NOW + timedelta(days=13))
+    assert reply.ticket_id == ticket.id
+    assert ticket.status == TicketStatus.OPEN
+
+
+def test_follow_up_after_the_window_opens_a_linked_ticket(session, ingest):
+    first = ingest(make_mail())
+    old = session.get(Ticket, first.ticket_id)
+    old.status, old.closed_at = TicketStatus.CLOSED, NOW
+    reply = ingest(make_mail(message_id="<m2@example.cz>", in_reply_to="<m1@example.cz>"),
+                   at=NOW + timedelta(days=15))
+    new = session.get(Ticket, reply.ticket_id)
+    assert new.id != old.id and new.follows_up_ticket_id == old.id
+    assert old.status == TicketStatus.CLOSED
+    assert interaction_of(session, reply).thread_reason == "new-ticket:follow-up"
+
+
+def test_auto_reply_threads_but_neither_reopens_nor_is_acknowledged(session, ingest):
+    first = ingest(make_mail())
+    ticket = session.get(Ticket, first.ticket_id)
+    ticket.status = TicketStatus.RESOLVED
+    ooo = ingest(make_mail(subject="Automatická odpověď: Re: přihlášení", message_id="<ooo@example.cz>",
+                           in_reply_to="<m1@example.cz>", extra_headers={"Auto-Submitted": "auto-replied"}))
+    assert ooo.ticket_id == ticket.id
+    assert ticket.status == TicketStatus.RESOLVED
+    assert interaction_of(session, ooo).classification == "auto_reply"
+    # A new conversation started by a machine gets no acknowledgement either.
+    ingest(make_mail(sender="robot@example.net", message_id="<bot@example.net>",
+                     extra_headers={"Auto-Submitted": "auto-generated"}))
+    acks = session.scalars(select(OutboundEmail).where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)).all()
+    assert [a.ticket_id for a in acks] == [ticket.id]
+
+
+def test_bounce_of_our_reply_is_linked_and_marks_the_address_undeliverable(session, ingest, settings):
+    first = ingest(make_mail())
+    ticket = session.get(Ticket, first.ticket_id)
+    agent, _token = make_agent(session)
+    outbound = queue_reply(session=session, ticket=ticket, agent=agent, text="Zkuste prosím reset hesla.",
+                           html=None, now=NOW, settings=settings)
+    outbound.state = OutboundState.SENT
+    session.flush()
+    bounce = ingest(make_dsn(original_message_id=f"<{outbound.message_id.strip('<>')}>"), mail_from="")
+    assert bounce.ticket_id == ticket.id
+    assert interaction_of(session, bounce).classification == "bounce"
+    assert outbound.state == OutboundState.BOUNCED
+    address = session.scalar(select(ContactEmail).where(ContactEmail.address == "jana@example.cz"))
+    assert address.undeliverable_at is not None
+
+
+def test_reused_message_id_from_another_sender_is_kept_and_flagged(session, ingest):
+    first = ingest(make_mail())
+    impostor = ingest(make_mail(sender="mallory@evil.example", subject="Pay here", body="Send money"))
+    assert impostor.status == InboundStatus.PROCESSED
+    assert impostor.interaction_id != first.interaction_id
+    kept = interaction_of(session, impostor)
+    assert kept.flag == FLAG_REUSED_MESSAGE_ID
+    assert kept.ticket_id != first.ticket_id
+
+
+def test_rep_mail_to_the_log_address_lands_on_the_customers_ticket(session, ingest):
+    first = ingest(make_mail())
+    agent, _token = make_agent(session, email="rep@centrala.test")
+    logged = ingest(
+        make_mail(sender="Rep <rep@centrala.test>", to="Jana <jana@example.cz>", subject="Re: přihlášení",
+                  body="Heslo jsem Vám resetoval.", message_id="<rep-1@centrala.test>"),
+        mailbox="log@localhost",
+    )
+    entry = interaction_of(session, logged)
+    assert logged.ticket_id == first.ticket_id
+    assert entry.direction == Direction.OUTBOUND and entry.agent_id == agent.id
+    acks = session.scalars(select(OutboundEmail).where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)).all()
+    assert len(acks) == 1  # only the customer's first mail
+
+
+def test_log_address_refuses_mail_from_non_agents(ingest):
+    outcome = ingest(make_mail(sender="someone@example.org", to="jana@example.cz"), mailbox="log@localhost")
+    assert outcome.status == InboundStatus.QUARANTINED
+    assert "agent" in outcome.reason
+
+
+def test_new_ticket_is_acknowledged_and_quoted_history_is_stripped(session, ingest):
+    body = "Pořád to nejde.\n\nDne 20. 11. 2026 v 9:30 Support napsal(a):\n> Zkuste reset hesla.\n"
+    outcome = ingest(make_mail(body=body))
+    entry = interaction_of(session, outcome)
+    assert entry.text == "Pořád to nejde."
+    assert "Zkuste reset hesla" in entry.full_text
+    ack = session.scalar(select(OutboundEmail).where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT))
+    assert ack.ticket_id == outcome.ticket_id and ack.state == OutboundState.QUEUED
+
+
+def test_inline_image_cid_is_rewritten_to_our_attachment_url(session, ingest):
+    raw = (
+        b"From: jana@example.cz\r\nTo: support@localhost\r\nSubject: screenshot\r\nMessage-ID: <cid@example.cz>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=rel\r\n\r\n"
+        b"--rel\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>See <img src=\"cid:shot1@example.cz\"></p>\r\n"
+        b"--rel\r\nContent-Type: image/png\r\nContent-ID: <shot1@example.cz>\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: inline; filename=shot.png\r\n\r\niVBORw0KGgo=\r\n--rel--\r\n"
+    )
+    entry = interaction_of(session, ingest(raw))
+    [image] = entry.attachments
+    assert f'src="/api/v1/attachments/{image.id}"' in entry.html
+    assert "cid:" not in entry.html
