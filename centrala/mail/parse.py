@@ -396,10 +396,25 @@ def _sender(message: EmailMessage, defects: list[str]) -> tuple[str, str]:
         )
         if len(addresses) == 1 and plausible and not dropped_address:
             author = plausible[0]
-            return _one_line(_unescape(author.display_name))[:200], _unescape(author.addr_spec).lower()
+            display_name = _display_name(raw_value, _unescape(author.display_name))
+            return _one_line(display_name)[:200], _unescape(author.addr_spec).lower()
         if addresses:
             defects.append(f"{name}: ambiguous or malformed address")
     return "", ""
+
+
+def _display_name(raw_value: str, parsed: str) -> str:
+    """The sender's name, decoded from the raw phrase when it holds encoded words.
+
+    Python 3.11's header parser puts a space between adjacent encoded words of a display name ("Олій ник"),
+    which RFC 2047 §6.2 says must not be displayed; decode_header_text joins them as the RFC asks.
+    """
+    if "=?" not in raw_value or "<" not in raw_value:
+        return parsed
+    phrase = " ".join(raw_value.split("<", 1)[0].split())
+    if len(phrase) >= 2 and phrase[0] == phrase[-1] == '"':
+        phrase = phrase[1:-1]
+    return decode_header_text(phrase) or parsed
 
 
 def _addresses(message: EmailMessage, name: str, defects: list[str]) -> list[str]:

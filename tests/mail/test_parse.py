@@ -397,3 +397,14 @@ def test_mime_headers_are_bounded_in_total():
     raw = head + part * 40 + b"--b--\r\n"
     with pytest.raises(MessageRejected, match="MIME headers exceed 131072 characters in total"):
         parse_email(raw)
+
+
+def test_display_name_split_over_encoded_words_is_joined():
+    # "Ірина Олійник" folded into two encoded words, as mail clients do; RFC 2047 §6.2 drops the space between.
+    raw = (
+        b"From: =?utf-8?b?0IbRgNC40L3QsCDQntC70ZbQuQ==?=\r\n =?utf-8?b?0L3QuNC6?= <irina@example.ua>\r\n"
+        b"To: support@localhost\r\nSubject: x\r\n\r\nbody\r\n"
+    )
+    parsed = parse_email(raw)
+    assert parsed.from_name == "Ірина Олійник"
+    assert parsed.from_address == "irina@example.ua"
