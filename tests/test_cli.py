@@ -16,18 +16,37 @@ from tests.support.mails import make_mail
 
 def _store(raw: bytes, *, mailbox: str, at: datetime, status: InboundStatus) -> None:
     with session_scope() as session:
-        recorded = record_inbound_email(session=session, raw=raw, mailbox=mailbox, mail_from="", rcpt_tos=[mailbox],
-                                        now=at, blobs=BlobStore(get_settings().blob_dir))
+        recorded = record_inbound_email(
+            session=session,
+            raw=raw,
+            mailbox=mailbox,
+            mail_from="",
+            rcpt_tos=[mailbox],
+            now=at,
+            blobs=BlobStore(get_settings().blob_dir),
+        )
         session.get(InboundEmail, recorded.id).status = status
 
 
 def test_mail_ledger_counts_per_status_mailbox_and_period(committed_db, redis_url):
-    _store(make_mail(message_id="<a@x>"), mailbox="support@localhost", at=datetime(2026, 10, 1, tzinfo=UTC),
-           status=InboundStatus.PROCESSED)
-    _store(make_mail(message_id="<b@x>"), mailbox="support@localhost", at=datetime(2026, 11, 2, tzinfo=UTC),
-           status=InboundStatus.QUARANTINED)
-    _store(make_mail(message_id="<c@x>"), mailbox="sales@localhost", at=datetime(2026, 11, 3, tzinfo=UTC),
-           status=InboundStatus.RECEIVED)
+    _store(
+        make_mail(message_id="<a@x>"),
+        mailbox="support@localhost",
+        at=datetime(2026, 10, 1, tzinfo=UTC),
+        status=InboundStatus.PROCESSED,
+    )
+    _store(
+        make_mail(message_id="<b@x>"),
+        mailbox="support@localhost",
+        at=datetime(2026, 11, 2, tzinfo=UTC),
+        status=InboundStatus.QUARANTINED,
+    )
+    _store(
+        make_mail(message_id="<c@x>"),
+        mailbox="sales@localhost",
+        at=datetime(2026, 11, 3, tzinfo=UTC),
+        status=InboundStatus.RECEIVED,
+    )
     runner = CliRunner()
 
     result = runner.invoke(app, ["mail", "ledger", "--json"])

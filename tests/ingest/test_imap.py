@@ -431,3 +431,40 @@ def test_centrala_imap_without_sources_waits_until_stopped(settings):
             process.kill()
             process.wait()
     assert b"no IMAP sources configured" in process.stderr.read()
+
+
+def test_the_same_message_by_smtp_and_by_imap_becomes_one_interaction(
+    dovecot, run_pass, committed_db, tmp_path
+):
+    """A mailbox that both forwards to our SMTP server and is polled over IMAP: two copies, one timeline entry."""
+    import smtplib
+
+    from centrala.tickets.models import Direction, Interaction
+    from centrala.workers.jobs import process_inbound_email
+    from tests.support.processes import free_port, port_is_open, service_env, start, stop
+
+    raw = mail(42)
+    smtp_port = free_port()
+    smtp = start(
+        ["smtp"],
+        service_env(tmp_path / "var", http_port=free_port(), smtp_port=smtp_port, embedded=False),
+        tmp_path / "smtp.log",
+    )
+    try:
+        wait_until(lambda: port_is_open(smtp_port), timeout=30, what="SMTP port")
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.sendmail("jana@example.cz", ["support@localhost"], raw)
+    finally:
+        stop(smtp)
+    # The mailbox's copy went through the provider's delivery, which added its own header: different bytes.
+    dovecot.append(b"Delivered-To: support@localhost\r\n" + raw)
+    assert run_pass(source_for(dovecot)) == 1
+
+    rows = ledger(committed_db)
+    assert sorted(row.source for row in rows) == ["imap", "smtp"]
+    outcomes = [process_inbound_email(row.id) for row in rows]
+    assert [o["status"] for o in outcomes] == ["processed", "processed"]
+    assert outcomes[1]["reason"] == "duplicate"
+    with Session(committed_db) as session:
+        inbound = session.scalars(select(Interaction).where(Interaction.direction == Direction.INBOUND)).all()
+    assert [i.external_id for i in inbound] == ["imap-42@example.cz"]

@@ -35,13 +35,21 @@ def settings():
 
 @pytest.fixture()
 def ingest(session, blobs, settings):
-    def ingest_raw(raw: bytes, *, at: datetime = NOW, mailbox="support@localhost", rcpt=None, mail_from="x@y.z"):
+    def ingest_raw(
+        raw: bytes, *, at: datetime = NOW, mailbox="support@localhost", rcpt=None, mail_from="x@y.z"
+    ):
         recorded = record_inbound_email(
-            session=session, raw=raw, mailbox=mailbox, mail_from=mail_from, rcpt_tos=rcpt or [mailbox],
-            now=at, blobs=blobs,
+            session=session,
+            raw=raw,
+            mailbox=mailbox,
+            mail_from=mail_from,
+            rcpt_tos=rcpt or [mailbox],
+            now=at,
+            blobs=blobs,
         )
-        outcome = process_inbound_email(session=session, inbound_id=recorded.id, now=at, blobs=blobs,
-                                        settings=settings)
+        outcome = process_inbound_email(
+            session=session, inbound_id=recorded.id, now=at, blobs=blobs, settings=settings
+        )
         session.flush()
         return outcome
 
@@ -59,24 +67,37 @@ def interaction_of(session, outcome) -> Interaction:
 def test_signed_message_id_threads_even_from_another_address(session, ingest, settings):
     first = ingest(make_mail())
     ours = make_message_id(ticket_id=first.ticket_id, nonce="n1", secret=secret(settings), domain="localhost")
-    colleague = ingest(make_mail(sender="Petr <petr@example.cz>", subject="Re: přihlášení",
-                                 message_id="<c1@example.cz>", in_reply_to=ours))
+    colleague = ingest(
+        make_mail(
+            sender="Petr <petr@example.cz>",
+            subject="Re: přihlášení",
+            message_id="<c1@example.cz>",
+            in_reply_to=ours,
+        )
+    )
     assert colleague.ticket_id == first.ticket_id
     assert interaction_of(session, colleague).thread_reason == "signed-reference"
 
 
 def test_forged_signed_message_id_does_not_thread(session, ingest, settings):
     first = ingest(make_mail())
-    forged = make_message_id(ticket_id=first.ticket_id, nonce="n1", secret="someone-elses-secret", domain="localhost")
-    stranger = ingest(make_mail(sender="eve@evil.example", message_id="<e1@evil.example>", in_reply_to=forged))
+    forged = make_message_id(
+        ticket_id=first.ticket_id, nonce="n1", secret="someone-elses-secret", domain="localhost"
+    )
+    stranger = ingest(
+        make_mail(sender="eve@evil.example", message_id="<e1@evil.example>", in_reply_to=forged)
+    )
     assert stranger.ticket_id != first.ticket_id
 
 
 def test_reply_address_threads(session, ingest, settings):
     first = ingest(make_mail())
-    address = make_reply_address(mailbox="support@localhost", ticket_id=first.ticket_id, secret=secret(settings))
-    reply = ingest(make_mail(to=address, subject="Something else entirely", message_id="<r1@example.cz>"),
-                   rcpt=[address])
+    address = make_reply_address(
+        mailbox="support@localhost", ticket_id=first.ticket_id, secret=secret(settings)
+    )
+    reply = ingest(
+        make_mail(to=address, subject="Something else entirely", message_id="<r1@example.cz>"), rcpt=[address]
+    )
     assert reply.ticket_id == first.ticket_id
     assert interaction_of(session, reply).thread_reason == "reply-address"
 
@@ -84,9 +105,13 @@ def test_reply_address_threads(session, ingest, settings):
 def test_subject_tag_accepted_from_a_cc_but_not_from_a_stranger(session, ingest):
     first = ingest(make_mail(extra_headers={"Cc": "Boss <boss@example.cz>"}))
     number = session.get(Ticket, first.ticket_id).number
-    boss = ingest(make_mail(sender="boss@example.cz", subject=f"Re: [#{number}]", message_id="<b1@example.cz>"))
+    boss = ingest(
+        make_mail(sender="boss@example.cz", subject=f"Re: [#{number}]", message_id="<b1@example.cz>")
+    )
     assert boss.ticket_id == first.ticket_id
-    stranger = ingest(make_mail(sender="x@other.example", subject=f"Re: [#{number}]", message_id="<x1@o.example>"))
+    stranger = ingest(
+        make_mail(sender="x@other.example", subject=f"Re: [#{number}]", message_id="<x1@o.example>")
+    )
     assert stranger.ticket_id != first.ticket_id
     assert interaction_of(session, stranger).thread_reason == "new-ticket:foreign-subject-tag"
 
@@ -95,8 +120,9 @@ def test_follow_up_reopens_a_recently_closed_ticket(session, ingest):
     first = ingest(make_mail())
     ticket = session.get(Ticket, first.ticket_id)
     ticket.status, ticket.closed_at = TicketStatus.CLOSED, NOW
-    reply = ingest(make_mail(message_id="<m2@example.cz>", in_reply_to="<m1@example.cz>"),
-                   at=NOW + timedelta(days=13))
+    reply = ingest(
+        make_mail(message_id="<m2@example.cz>", in_reply_to="<m1@example.cz>"), at=NOW + timedelta(days=13)
+    )
     assert reply.ticket_id == ticket.id
     assert ticket.status == TicketStatus.OPEN
 
@@ -105,8 +131,9 @@ def test_follow_up_after_the_window_opens_a_linked_ticket(session, ingest):
     first = ingest(make_mail())
     old = session.get(Ticket, first.ticket_id)
     old.status, old.closed_at = TicketStatus.CLOSED, NOW
-    reply = ingest(make_mail(message_id="<m2@example.cz>", in_reply_to="<m1@example.cz>"),
-                   at=NOW + timedelta(days=15))
+    reply = ingest(
+        make_mail(message_id="<m2@example.cz>", in_reply_to="<m1@example.cz>"), at=NOW + timedelta(days=15)
+    )
     new = session.get(Ticket, reply.ticket_id)
     assert new.id != old.id and new.follows_up_ticket_id == old.id
     assert old.status == TicketStatus.CLOSED
@@ -117,15 +144,28 @@ def test_auto_reply_threads_but_neither_reopens_nor_is_acknowledged(session, ing
     first = ingest(make_mail())
     ticket = session.get(Ticket, first.ticket_id)
     ticket.status = TicketStatus.RESOLVED
-    ooo = ingest(make_mail(subject="Automatická odpověď: Re: přihlášení", message_id="<ooo@example.cz>",
-                           in_reply_to="<m1@example.cz>", extra_headers={"Auto-Submitted": "auto-replied"}))
+    ooo = ingest(
+        make_mail(
+            subject="Automatická odpověď: Re: přihlášení",
+            message_id="<ooo@example.cz>",
+            in_reply_to="<m1@example.cz>",
+            extra_headers={"Auto-Submitted": "auto-replied"},
+        )
+    )
     assert ooo.ticket_id == ticket.id
     assert ticket.status == TicketStatus.RESOLVED
     assert interaction_of(session, ooo).classification == "auto_reply"
     # A new conversation started by a machine gets no acknowledgement either.
-    ingest(make_mail(sender="robot@example.net", message_id="<bot@example.net>",
-                     extra_headers={"Auto-Submitted": "auto-generated"}))
-    acks = session.scalars(select(OutboundEmail).where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)).all()
+    ingest(
+        make_mail(
+            sender="robot@example.net",
+            message_id="<bot@example.net>",
+            extra_headers={"Auto-Submitted": "auto-generated"},
+        )
+    )
+    acks = session.scalars(
+        select(OutboundEmail).where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)
+    ).all()
     assert [a.ticket_id for a in acks] == [ticket.id]
 
 
@@ -133,8 +173,15 @@ def test_bounce_of_our_reply_is_linked_and_marks_the_address_undeliverable(sessi
     first = ingest(make_mail())
     ticket = session.get(Ticket, first.ticket_id)
     agent, _token = make_agent(session)
-    outbound = queue_reply(session=session, ticket=ticket, agent=agent, text="Zkuste prosím reset hesla.",
-                           html=None, now=NOW, settings=settings)
+    outbound = queue_reply(
+        session=session,
+        ticket=ticket,
+        agent=agent,
+        text="Zkuste prosím reset hesla.",
+        html=None,
+        now=NOW,
+        settings=settings,
+    )
     outbound.state = OutboundState.SENT
     session.flush()
     bounce = ingest(make_dsn(original_message_id=f"<{outbound.message_id.strip('<>')}>"), mail_from="")
@@ -159,14 +206,21 @@ def test_rep_mail_to_the_log_address_lands_on_the_customers_ticket(session, inge
     first = ingest(make_mail())
     agent, _token = make_agent(session, email="rep@centrala.test")
     logged = ingest(
-        make_mail(sender="Rep <rep@centrala.test>", to="Jana <jana@example.cz>", subject="Re: přihlášení",
-                  body="Heslo jsem Vám resetoval.", message_id="<rep-1@centrala.test>"),
+        make_mail(
+            sender="Rep <rep@centrala.test>",
+            to="Jana <jana@example.cz>",
+            subject="Re: přihlášení",
+            body="Heslo jsem Vám resetoval.",
+            message_id="<rep-1@centrala.test>",
+        ),
         mailbox="log@localhost",
     )
     entry = interaction_of(session, logged)
     assert logged.ticket_id == first.ticket_id
     assert entry.direction == Direction.OUTBOUND and entry.agent_id == agent.id
-    acks = session.scalars(select(OutboundEmail).where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)).all()
+    acks = session.scalars(
+        select(OutboundEmail).where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)
+    ).all()
     assert len(acks) == 1  # only the customer's first mail
 
 
@@ -190,7 +244,7 @@ def test_inline_image_cid_is_rewritten_to_our_attachment_url(session, ingest):
     raw = (
         b"From: jana@example.cz\r\nTo: support@localhost\r\nSubject: screenshot\r\nMessage-ID: <cid@example.cz>\r\n"
         b"MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=rel\r\n\r\n"
-        b"--rel\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>See <img src=\"cid:shot1@example.cz\"></p>\r\n"
+        b'--rel\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>See <img src="cid:shot1@example.cz"></p>\r\n'
         b"--rel\r\nContent-Type: image/png\r\nContent-ID: <shot1@example.cz>\r\nContent-Transfer-Encoding: base64\r\n"
         b"Content-Disposition: inline; filename=shot.png\r\n\r\niVBORw0KGgo=\r\n--rel--\r\n"
     )

@@ -17,7 +17,9 @@ def auth(session):
 def _attach(session, *, filename: str, content_type: str, data: bytes) -> Attachment:
     interaction = make_interaction(session, ticket=make_ticket(session))
     attachment = Attachment(
-        filename=filename, content_type=content_type, size=len(data),
+        filename=filename,
+        content_type=content_type,
+        size=len(data),
         sha256=BlobStore(get_settings().blob_dir).put(data),
     )
     interaction.attachments.append(attachment)
@@ -27,13 +29,16 @@ def _attach(session, *, filename: str, content_type: str, data: bytes) -> Attach
 
 def test_html_attachment_is_downloaded_as_opaque_bytes_under_a_generated_name(client, session, auth):
     payload = b"<script>alert(document.cookie)</script>"
-    attachment = _attach(session, filename='"><img src=x onerror=alert(1)>.html', content_type="text/html",
-                         data=payload)
+    attachment = _attach(
+        session, filename='"><img src=x onerror=alert(1)>.html', content_type="text/html", data=payload
+    )
     response = client.get(f"/api/v1/attachments/{attachment.id}", headers=auth)
     assert response.status_code == 200
     assert response.content == payload
     assert response.headers["content-type"] == "application/octet-stream"
-    assert response.headers["content-disposition"] == f'attachment; filename="attachment-{attachment.id}.html"'
+    assert (
+        response.headers["content-disposition"] == f'attachment; filename="attachment-{attachment.id}.html"'
+    )
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "sandbox" in response.headers["content-security-policy"]
 
@@ -46,7 +51,9 @@ def test_raster_image_keeps_its_type_for_inline_display(client, session, auth):
 
 
 def test_svg_is_not_served_as_an_image(client, session, auth):
-    attachment = _attach(session, filename="x.svg", content_type="image/svg+xml", data=b"<svg onload=alert(1)/>")
+    attachment = _attach(
+        session, filename="x.svg", content_type="image/svg+xml", data=b"<svg onload=alert(1)/>"
+    )
     response = client.get(f"/api/v1/attachments/{attachment.id}", headers=auth)
     assert response.headers["content-type"] == "application/octet-stream"
 
