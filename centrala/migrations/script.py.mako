@@ -8,7 +8,7 @@ Create Date: ${create_date}
 from alembic import op
 import sqlalchemy as sa
 
-import centrala.core.db
+import centrala.core.db  # noqa: F401  (column types some migrations use)
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

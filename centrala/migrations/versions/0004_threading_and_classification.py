@@ -8,7 +8,7 @@ Create Date: 2026-11-23
 from alembic import op
 import sqlalchemy as sa
 
-import centrala.core.db
+import centrala.core.db  # noqa: F401  (column types some migrations use)
 
 
 revision = '0004'
