@@ -33,6 +33,7 @@ from centrala.core.errors import (
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings, get_settings
 from centrala.ingest import api as ingest_api
+from centrala.ingest import phone_api, twilio
 from centrala.tickets import api as tickets_api
 from centrala.tickets import attachments
 from centrala.tickets.api import SessionDep, SettingsDep
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tickets_api.router)
     app.include_router(attachments.router)
     app.include_router(ingest_api.router)
+    app.include_router(phone_api.router)
+    app.include_router(phone_api.live_router)
+    app.include_router(twilio.router)
     return app
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from centrala.core.errors import ConfigurationError
+from centrala.core.phone_lines import PhoneLine
 
 PLACEHOLDER_SECRET = "change-me-in-production"
 
@@ -155,6 +156,22 @@ class Settings(BaseSettings):
 
     default_region: str = "CZ"
 
+    # Twilio: webhooks are verified with the Auth Token against CENTRALA_PUBLIC_URL; recordings are downloaded
+    # from twilio_api_host with the account's credentials. twilio_backend "fake" places no real calls (the
+    # requests are only logged): for development and tests.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_api_host: str = "api.twilio.com"
+    twilio_backend: Literal["twilio", "fake"] = "twilio"
+    # Our numbers, as a JSON list (see core.phone_lines.PhoneLine).
+    phone_lines: list[PhoneLine] = Field(default_factory=list)
+    # A missed call or voicemail asks for a call-back within the ticket's SLA response due; without a
+    # running clock, within this many minutes.
+    callback_within_minutes: int = Field(default=120, ge=1)
+    # An answered call with no open ticket of the caller's in its queue opens one (else it is only logged
+    # on the contact's timeline).
+    answered_call_opens_ticket: bool = True
+
     # How long a writer waits for a lock before giving up: SQLite's busy_timeout, PostgreSQL's lock_timeout.
     db_lock_timeout_ms: int = 5000
 
@@ -230,6 +247,25 @@ class Settings(BaseSettings):
             for source in self.imap_mailboxes
         ]
         return self
+
+    @field_validator("twilio_api_host")
+    @classmethod
+    def _check_twilio_api_host(cls, value: str) -> str:
+        host = value.strip().lower()
+        if not re.fullmatch(r"[a-z0-9.-]+(:[0-9]{1,5})?", host):
+            raise ValueError("the Twilio API host is a host name, optionally with :port")
+        return host
+
+    @model_validator(mode="after")
+    def _check_phone_lines(self) -> Settings:
+        numbers = [line.number for line in self.phone_lines]
+        if len(numbers) != len(set(numbers)):
+            raise ValueError("each phone line number may appear once")
+        return self
+
+    def phone_line(self, number: str | None) -> PhoneLine | None:
+        """The configured line for our number ``number`` (E.164), if any."""
+        return next((line for line in self.phone_lines if line.number == number), None)
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:

@@ -67,3 +67,27 @@ class ImapCursor(Base):
     # crash in between leaves messages in (after_import_uid, last_uid]: the next pass acts on them again.
     after_import_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CallEventRecord(Base):
+    """A raw Twilio webhook request, stored before it is answered; unique on its natural key.
+
+    ``form`` keeps every parameter exactly as Twilio sent it; ``context`` what the route added (the queue
+    and the agents it rang), which the form cannot carry.
+    """
+
+    __tablename__ = "call_event"
+    __table_args__ = (Index(None, "status", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(200), unique=True)
+    call_sid: Mapped[str] = mapped_column(String(34), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    form: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    context: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[InboundStatus] = mapped_column(str_enum(InboundStatus), default=InboundStatus.RECEIVED)
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

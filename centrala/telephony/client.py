@@ -12,7 +12,7 @@ Errors: a network failure, timeout, 429 or 5xx is ``TemporaryFailure`` (retry la
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -34,6 +34,7 @@ _CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 DEFAULT_TIMEOUT_SECONDS = 15.0
+TWILIO_API_HOST = "api.twilio.com"
 
 
 class TwilioClient(Protocol):
@@ -68,15 +69,22 @@ def check_call_sid(call_sid: str) -> str:
     return call_sid
 
 
-def check_recording_url(recording_url: str) -> str:
-    """``recording_url`` if it is an https URL on Twilio's API hosts; else InvalidInputError.
+def check_recording_url(recording_url: str, api_host: str = TWILIO_API_HOST) -> str:
+    """``recording_url`` if it is an https URL on Twilio's API hosts (or on ``api_host``); else InvalidInputError.
 
-    The download carries our account credentials, so it goes to Twilio and nowhere else.
+    The download carries our account credentials, so it goes to Twilio and nowhere else. ``api_host`` other
+    than Twilio's is for a local stand-in (tests, an egress proxy); plain http is accepted only on loopback.
     """
     parts = urlsplit(recording_url or "")
     host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not (host == "api.twilio.com" or host.endswith(".twilio.com")):
-        raise InvalidInputError("a recording URL must be an https URL on api.twilio.com")
+    netloc = parts.netloc.rsplit("@", 1)[-1].lower()
+    if api_host == TWILIO_API_HOST:
+        allowed = parts.scheme == "https" and (host == TWILIO_API_HOST or host.endswith(".twilio.com"))
+    else:
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        allowed = netloc == api_host and (parts.scheme == "https" or loopback)
+    if not allowed:
+        raise InvalidInputError(f"a recording URL must be an https URL on {api_host}")
     if "/Recordings/" not in parts.path:
         raise InvalidInputError("a recording URL names a Recordings resource")
     return recording_url
@@ -117,6 +125,7 @@ class RealTwilioClient:
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         http_client: HttpClient | None = None,
+        api_host: str = TWILIO_API_HOST,
     ) -> None:
         if not _ACCOUNT_SID.fullmatch(account_sid or ""):
             raise ConfigurationError("the Twilio account sid must be AC and 32 hex digits")
@@ -125,6 +134,7 @@ class RealTwilioClient:
         self._account_sid = account_sid
         self._auth_token = auth_token
         self._timeout = timeout
+        self._api_host = api_host
         self._client = Client(
             account_sid, auth_token, http_client=http_client or TwilioHttpClient(timeout=timeout)
         )
@@ -134,7 +144,7 @@ class RealTwilioClient:
 
     def fetch_recording_bytes(self, recording_url: str) -> bytes:
         """The recording as MP3 (Twilio serves ``<RecordingUrl>.mp3``; the bare URL is WAV)."""
-        url = check_recording_url(recording_url)
+        url = check_recording_url(recording_url, self._api_host)
         path = urlsplit(url).path
         if not path.endswith((".mp3", ".wav")):
             url = url.split("?", 1)[0] + ".mp3"
@@ -227,12 +237,16 @@ class FakeTwilioClient:
 
     recordings: dict[str, bytes] = field(default_factory=dict)
     requests: list[FakeRequest] = field(default_factory=list)
+    # Where recordings not in ``recordings`` come from (e.g. a real download); None: they are missing.
+    download: Callable[[str], bytes] | None = None
     _placed: int = field(default=0, init=False, repr=False)
 
     def fetch_recording_bytes(self, recording_url: str) -> bytes:
         """The audio registered for ``recording_url``."""
         check_recording_url(recording_url)
         self.requests.append(FakeRequest("fetch_recording_bytes", {"recording_url": recording_url}))
+        if recording_url not in self.recordings and self.download is not None:
+            return self.download(recording_url)
         try:
             return self.recordings[recording_url]
         except KeyError:
@@ -281,16 +295,22 @@ def make_twilio_client(
     account_sid: str | None = None,
     auth_token: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    api_host: str = TWILIO_API_HOST,
 ) -> TwilioClient:
     """The Twilio client for ``backend``: ``twilio`` (needs the account sid and Auth Token) or ``fake``.
+
+    The fake places no calls; with credentials it still downloads recordings from ``api_host`` for real.
 
     Raises:
         ConfigurationError: an unknown backend, or ``twilio`` without valid credentials.
     """
     if backend == "fake":
+        if account_sid and auth_token:
+            real = RealTwilioClient(account_sid, auth_token, timeout=timeout, api_host=api_host)
+            return FakeTwilioClient(download=real.fetch_recording_bytes)
         return FakeTwilioClient()
     if backend == "twilio":
         if not account_sid or not auth_token:
             raise ConfigurationError("the twilio backend needs the account sid and the Auth Token")
-        return RealTwilioClient(account_sid, auth_token, timeout=timeout)
+        return RealTwilioClient(account_sid, auth_token, timeout=timeout, api_host=api_host)
     raise ConfigurationError(f"unknown Twilio client backend {backend!r}; use 'twilio' or 'fake'")

@@ -76,6 +76,14 @@ class AgentRole(enum.StrEnum):
     ADMIN = "admin"
 
 
+class AgentAvailability(enum.StrEnum):
+    """Whether an agent takes calls now: only ``available`` agents are rung."""
+
+    AVAILABLE = "available"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
 class OrganizationKind(enum.StrEnum):
     CUSTOMER = "customer"
     PARTNER = "partner"
@@ -153,6 +161,8 @@ class Contact(Base):
         ForeignKey("organization.id", ondelete="SET NULL"), index=True
     )
     language: Mapped[str | None] = mapped_column(String(8))
+    # Created for an unknown caller from the number alone, to be completed (or merged) by an agent.
+    is_provisional: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -204,6 +214,26 @@ class Agent(Base):
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Telephony: rung on their phone (E.164) when set, else in the browser as Twilio client ``agent-<id>``.
+    phone_number: Mapped[str | None] = mapped_column(String(20), index=True)
+    availability: Mapped[AgentAvailability] = mapped_column(
+        str_enum(AgentAvailability), default=AgentAvailability.OFFLINE
+    )
+    queues: Mapped[list[Queue]] = relationship(secondary="agent_queue", order_by="Queue.name")
+
+    @property
+    def client_identity(self) -> str:
+        """The agent's Twilio Voice client identity (browser calls)."""
+        return f"agent-{self.id}"
+
+
+class AgentQueue(Base):
+    """An agent's membership of a queue: whose calls ring them."""
+
+    __tablename__ = "agent_queue"
+
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"), primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class Queue(Base):

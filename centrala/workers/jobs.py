@@ -12,11 +12,16 @@ from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.errors import DeliveryError, TransientDeliveryError
 from centrala.core.settings import get_settings
+from centrala.ingest.calls import process_call_event as process_call_event_service
+from centrala.ingest.calls import requeue_missing_recordings, requeue_stale_call_events
 from centrala.ingest.ledger import requeue_stale_emails
 from centrala.ingest.process import lock_inbound_email, quarantine
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
 from centrala.mail.send import transport_from_settings
+from centrala.telephony.client import TwilioClient, make_twilio_client
 from centrala.tickets.outbox import claim_outbound_email, find_due_outbound, record_delivery_attempt
+from centrala.tickets.phone import attach_recording
+from centrala.tickets.phone_models import Call
 from centrala.tickets.sla_clocks import check_clock, find_due_clocks
 
 log = logging.getLogger(__name__)
@@ -167,4 +172,85 @@ def sweep_sla_clocks() -> int:
         check_sla_clock(clock_id)
     if ids:
         log.info("checked %d overdue sla clock(s)", len(ids))
+    return len(ids)
+
+
+def process_call_event(event_id: int) -> dict[str, object]:
+    """Apply one stored Twilio event to its call; safe to run any number of times for the same id."""
+    settings = get_settings()
+    for attempt in (1, 2):
+        session = get_sessionmaker()()
+        try:
+            outcome = process_call_event_service(
+                session=session, event_id=event_id, now=clock.now(), settings=settings
+            )
+            session.commit()
+            return {"status": outcome.status.value, "call_sid": outcome.call_sid, "outcome": outcome.outcome}
+        except IntegrityError:
+            # Another worker created the caller's provisional contact a moment ago; the second pass finds it.
+            session.rollback()
+            if attempt == 2:
+                raise
+            log.info("call event %s raced another worker, retrying", event_id)
+        finally:
+            session.close()
+    raise AssertionError("unreachable")
+
+
+def twilio_client() -> TwilioClient:
+    """The Twilio REST client of this process's configuration."""
+    settings = get_settings()
+    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+    return make_twilio_client(
+        backend=settings.twilio_backend,
+        account_sid=settings.twilio_account_sid,
+        auth_token=token,
+        api_host=settings.twilio_api_host,
+    )
+
+
+def fetch_call_recording(call_id: int) -> dict[str, object]:
+    """Download a call's recording into the blob store and attach it to the call's interaction.
+
+    A failed download raises, and rq runs the job again after the next of ``ingest.calls.RECORDING_RETRY_INTERVALS``; the
+    scheduler's sweep hands recordings still missing after that back to the queue for a day.
+    """
+    settings = get_settings()
+    session = get_sessionmaker()()
+    try:
+        call = session.get(Call, call_id)
+        if call is None or call.recording_url is None or call.recording_sha256 is not None:
+            return {"status": "nothing to do"}
+        url = call.recording_url
+    finally:
+        session.close()
+    audio = twilio_client().fetch_recording_bytes(url)
+    digest = BlobStore(settings.blob_dir).put(audio)
+    session = get_sessionmaker()()
+    try:
+        call = session.get(Call, call_id)
+        if call is None:
+            return {"status": "missing"}
+        call.recording_sha256, call.recording_size = digest, len(audio)
+        call.updated_at = clock.now()
+        attach_recording(session=session, call=call)
+        session.commit()
+        return {"status": "stored", "sha256": digest, "size": len(audio)}
+    finally:
+        session.close()
+
+
+def sweep_call_events() -> int:
+    """Hand call events whose job was lost, and recordings still not downloaded, back to the queue."""
+    settings = get_settings()
+    session = get_sessionmaker()()
+    try:
+        older = timedelta(seconds=settings.sweep_after_seconds)
+        ids = requeue_stale_call_events(session=session, now=clock.now(), older_than=older)
+        recordings = requeue_missing_recordings(session=session, now=clock.now(), older_than=older * 10)
+        session.commit()
+    finally:
+        session.close()
+    if ids or recordings:
+        log.info("re-enqueued %d call event(s) and %d recording download(s)", len(ids), len(recordings))
     return len(ids)

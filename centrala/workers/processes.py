@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 
 from centrala.core.queue import get_queue, get_redis
 from centrala.core.settings import Settings
-from centrala.workers.jobs import sweep_due_outbound, sweep_sla_clocks, sweep_stale_emails
+from centrala.workers.jobs import sweep_call_events, sweep_due_outbound, sweep_sla_clocks, sweep_stale_emails
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +81,7 @@ def _sweep_once() -> None:
         sweep_sla_clocks()
     except Exception:
         log.exception("sla sweep failed; trying again next round")
+    try:
+        sweep_call_events()
+    except Exception:
+        log.exception("call event sweep failed; trying again next round")

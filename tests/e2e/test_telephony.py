@@ -1,0 +1,150 @@
+"""Telephony on the real processes of ``centrala up``: signed webhooks answered by the web process, events
+processed by the workers, the screen-pop pushed to a connected agent over server-sent events, and the call on
+the customer's ticket with a call-back."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import threading
+
+import httpx
+import pytest
+from twilio.request_validator import RequestValidator
+
+from tests.support.processes import free_port, port_is_open, run, service_env, start, stop, wait_until
+from tests.telephony import forms
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-twilio-auth-token"
+
+
+@pytest.fixture()
+def service(tmp_path, committed_db, redis_url):
+    embedded = "CENTRALA_TEST_SERVER_DATABASE_URL" not in os.environ
+    http_port, smtp_port = free_port(), free_port()
+    env = service_env(
+        tmp_path / "var",
+        http_port=http_port,
+        smtp_port=smtp_port,
+        embedded=embedded,
+        CENTRALA_TWILIO_AUTH_TOKEN=TOKEN,
+        CENTRALA_TWILIO_BACKEND="fake",
+        CENTRALA_PHONE_LINES=json.dumps([{"number": forms.OUR_NUMBER, "queue": "Hotline", "language": "pl"}]),
+    )
+    process = start(["up"], env, tmp_path / "up.log")
+    base_url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200,
+            timeout=60,
+            what="/healthz",
+        )
+        wait_until(lambda: port_is_open(smtp_port), timeout=30, what="SMTP port")
+        token = run(["agents", "create", "--email", "hotline@localhost", "--role", "admin"], env).strip()
+        yield {"base_url": base_url, "token": token, "public_url": env["CENTRALA_PUBLIC_URL"]}
+    finally:
+        if process.poll() is None:
+            stop(process, sig=signal.SIGINT)
+        print((tmp_path / "up.log").read_text(errors="replace")[-5000:])
+
+
+def _listen(base_url: str, token: str, events: queue.Queue, stop_flag: threading.Event) -> None:
+    """An agent's browser: read the live stream and hand each event (and the opening comment) over."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        httpx.Client(base_url=base_url, timeout=httpx.Timeout(5, read=60)) as client,
+        client.stream("GET", "/api/v1/live", headers=headers) as response,
+    ):
+        name = None
+        for line in response.iter_lines():
+            if stop_flag.is_set():
+                return
+            if line.startswith(": connected"):
+                events.put(("connected", None))
+            elif line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: ") and name:
+                events.put((name, json.loads(line[6:])))
+                name = None
+
+
+def test_a_call_pops_the_callers_card_and_a_missed_call_becomes_a_ticket_with_a_call_back(service):
+    base_url, public_url = service["base_url"], service["public_url"]
+    api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {service['token']}"}, timeout=10)
+    me = api.get("/api/v1/agents/me/phone").json()
+    assert api.put(f"/api/v1/agents/{me['id']}/queues", json={"queues": ["Hotline"]}).status_code == 200
+    assert api.put("/api/v1/agents/me/availability", json={"availability": "available"}).status_code == 200
+    contact = api.post(
+        "/api/v1/contacts",
+        json={"name": "Piotr Kowalski", "emails": ["piotr@example.pl"], "phones": ["00420 601 123 456"]},
+    ).json()
+
+    def webhook(kind: str, form: dict[str, str], query: str = "") -> httpx.Response:
+        path = f"/twilio/{kind}" + (f"?{query}" if query else "")
+        signature = RequestValidator(TOKEN).compute_signature(public_url + path, form)
+        return httpx.post(base_url + path, data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
+
+    forged = httpx.post(
+        base_url + "/twilio/voice",
+        data=forms.voice_request(),
+        headers={"X-Twilio-Signature": "RSOYDt4T1cUTdK1PDd93/VVr8B8="},
+    )
+    assert forged.status_code == 403
+
+    events: queue.Queue = queue.Queue()
+    stop_flag = threading.Event()
+    listener = threading.Thread(
+        target=_listen, args=(base_url, service["token"], events, stop_flag), daemon=True
+    )
+    listener.start()
+    assert events.get(timeout=20) == ("connected", None)
+
+    leg = lambda status, seq, seconds: forms.leg_status(
+        forms.ALICE_LEG, f"client:agent-{me['id']}", status, seq, seconds
+    )
+    answer = webhook("voice", forms.voice_request())
+    assert answer.status_code == 200
+    assert f"agent-{me['id']}" in answer.text and 'language="pl-PL"' in answer.text
+
+    name, pop = events.get(timeout=20)
+    assert name == "screen-pop"
+    assert pop["call"]["call_sid"] == forms.CALL_SID
+    assert [card["name"] for card in pop["contacts"]] == ["Piotr Kowalski"]
+    assert pop["contacts"][0]["id"] == contact["id"]
+
+    rest = [
+        ("status", forms.call_status("in-progress", 1, 1)),
+        ("status", leg("initiated", 0, 6)),
+        ("status", leg("ringing", 1, 6)),
+        ("status", leg("canceled", 2, 31)),
+        (
+            "dial-result",
+            forms.dial_result("canceled", leg_sid=forms.ALICE_LEG, duration=0, parent_status="completed"),
+        ),
+        ("status", forms.call_status("completed", 2, 31, CallDuration="30")),
+    ]
+    delivered = rest + rest[:3]
+    random.Random(7).shuffle(delivered)
+    for kind, form in delivered:
+        assert webhook(kind, form).status_code == 200
+
+    call = wait_until(
+        lambda: (c := api.get(f"/api/v1/calls/{forms.CALL_SID}").json()).get("ticket_number") and c,
+        timeout=20,
+        what="the missed call on a ticket",
+    )
+    assert call["outcome"] == "missed" and call["contact_id"] == contact["id"]
+    assert call["callback"]["state"] == "pending"
+    ticket = api.get(f"/api/v1/tickets/{call['ticket_id']}").json()
+    assert ticket["subject"] == "Missed call from Piotr Kowalski"
+    assert [i["channel"] for i in ticket["interactions"]] == ["phone"]
+    ended = events.get(timeout=20)
+    assert ended == ("call-ended", {"call_sid": forms.CALL_SID, "outcome": "missed"})
+    log = api.get("/api/v1/calls", params={"outcome": "missed"}).json()
+    assert log["missed_not_called_back"] == 1
+    stop_flag.set()
