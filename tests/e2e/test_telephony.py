@@ -148,3 +148,75 @@ def test_a_call_pops_the_callers_card_and_a_missed_call_becomes_a_ticket_with_a_
     log = api.get("/api/v1/calls", params={"outcome": "missed"}).json()
     assert log["missed_not_called_back"] == 1
     stop_flag.set()
+
+
+def test_numbers_in_any_form_answered_calls_notes_click_to_call_and_the_caller_log(service):
+    base_url, public_url = service["base_url"], service["public_url"]
+    api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {service['token']}"}, timeout=10)
+    me = api.get("/api/v1/agents/me/phone").json()
+    api.put(f"/api/v1/agents/{me['id']}/queues", json={"queues": ["Hotline"]}).raise_for_status()
+    api.put("/api/v1/agents/me/availability", json={"availability": "available"}).raise_for_status()
+    contact = api.post(
+        "/api/v1/contacts", json={"name": "Olena Shevchenko", "emails": [], "phones": ["+420 601 123 456"]}
+    ).json()
+
+    def webhook(kind: str, form: dict[str, str], query: str = "") -> httpx.Response:
+        path = f"/twilio/{kind}" + (f"?{query}" if query else "")
+        signature = RequestValidator(TOKEN).compute_signature(public_url + path, form)
+        response = httpx.post(base_url + path, data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
+        assert response.status_code == 200, response.text
+        return response
+
+    # The same person, however the number reaches us.
+    sids = []
+    for index, written in enumerate(["+420 601 123 456", "00420601123456", "601123456", "(601) 123-456"]):
+        call_sid = forms.sid("CA", f"format-{index}")
+        sids.append(call_sid)
+        webhook("voice", {**forms.voice_request(From=written, Caller=written), "CallSid": call_sid})
+    for call_sid in sids:
+        call = wait_until(lambda sid=call_sid: api.get(f"/api/v1/calls/{sid}").json().get("contact_id") and
+                          api.get(f"/api/v1/calls/{sid}").json(), timeout=20, what="the caller matched")
+        assert (call["contact_id"], call["caller_match"]) == (contact["id"], "single")
+
+    # An answered call: on a ticket, answered by the agent, with the agent's note.
+    answered = forms.sid("CA", "answered")
+
+    def leg(status: str, seq: int, seconds: int, **extra: str) -> dict[str, str]:
+        return {**forms.leg_status(forms.ALICE_LEG, f"client:agent-{me['id']}", status, seq, seconds, **extra),
+                "ParentCallSid": answered}
+
+    for kind, form in [
+        ("voice", forms.voice_request()),
+        ("status", forms.call_status("in-progress", 1, 2)),
+        ("status", leg("ringing", 1, 8)),
+        ("status", leg("in-progress", 2, 20)),
+        ("status", leg("completed", 3, 140, CallDuration="120")),
+        ("status", forms.call_status("completed", 2, 141, CallDuration="141")),
+    ]:
+        webhook(kind, {**form, "CallSid": answered} if form.get("CallSid") == forms.CALL_SID else form)
+    call = wait_until(lambda: (c := api.get(f"/api/v1/calls/{answered}").json()).get("ticket_id") and c,
+                      timeout=20, what="the answered call on a ticket")
+    assert (call["outcome"], call["agent_id"], call["talk_seconds"]) == ("answered", me["id"], 120)
+    noted = api.patch(f"/api/v1/calls/{answered}", json={"note": "Asked about the invoice", "agent_outcome": "solved"})
+    assert noted.status_code == 200
+    ticket = api.get(f"/api/v1/tickets/{call['ticket_id']}").json()
+    [interaction] = [i for i in ticket["interactions"] if i["external_id"] == answered]
+    assert "Note: Asked about the invoice" in interaction["text"]
+
+    # Click-to-call from the ticket: the fake Twilio client places it; Twilio's callbacks then log it.
+    placed = api.post("/api/v1/calls", json={"ticket_id": call["ticket_id"]})
+    assert placed.status_code == 201, placed.text
+    placed_sid = placed.json()["call_sid"]
+    assert placed.json()["to_number"] == "+420601123456"
+    ringing_agent = webhook("voice", {**forms.callback_call_status("in-progress", 1, 5), "CallSid": placed_sid},
+                            query=f"agent={me['id']}")
+    assert f"agent-{me['id']}" in ringing_agent.text
+    webhook("status", {**forms.callback_call_status("completed", 2, 65, CallDuration="60"), "CallSid": placed_sid})
+    back = wait_until(lambda: (c := api.get(f"/api/v1/calls/{placed_sid}").json()).get("outcome") and c,
+                      timeout=20, what="the placed call's outcome")
+    assert (back["direction"], back["outcome"], back["ticket_id"]) == ("outbound", "answered", call["ticket_id"])
+
+    log = api.get("/api/v1/calls", params={"agent_id": me["id"]}).json()
+    assert {c["call_sid"] for c in log["calls"]} >= {answered, placed_sid}
+    everything = api.get("/api/v1/calls").json()
+    assert everything["total_inbound"] == 1 and everything["answer_rate"] == 1.0  # ringing calls have not ended
