@@ -168,6 +168,8 @@ class Settings(BaseSettings):
     # A missed call or voicemail asks for a call-back within the ticket's SLA response due; without a
     # running clock, within this many minutes.
     callback_within_minutes: int = Field(default=120, ge=1)
+    # A call with no news for this long is looked up in Twilio's REST API (its final callback may be lost).
+    call_reconcile_after_minutes: int = Field(default=30, ge=1)
     # An answered call with no open ticket of the caller's in its queue opens one (else it is only logged
     # on the contact's timeline).
     answered_call_opens_ticket: bool = True

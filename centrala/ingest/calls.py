@@ -16,6 +16,7 @@ from rq import Retry
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from centrala.core.errors import InvalidInputError
@@ -262,3 +263,63 @@ def enqueue_recording_fetch(session: Session, call_id: int) -> None:
     """Download the call's recording once ``session`` commits, retried while Twilio is not ready."""
     retry = Retry(max=len(RECORDING_RETRY_INTERVALS), interval=RECORDING_RETRY_INTERVALS)
     enqueue_after_commit(session, FETCH_RECORDING_JOB, call_id, job_id=f"recording-{call_id}", retry=retry)
+
+
+# --- calls whose final callback never came -----------------------------------------------------------------------
+
+
+def find_unfinished_calls(
+    *, session: Session, now: datetime, older_than: timedelta, limit: int = 100
+) -> list[int]:
+    """Calls without an outcome and without news for ``older_than`` (Twilio does not resend a status callback
+    it could not deliver): to be asked of Twilio's REST API. Only calls of the last two days."""
+    return list(
+        session.scalars(
+            select(Call.id)
+            .where(
+                Call.outcome.is_(None),
+                Call.updated_at < now - older_than,
+                Call.created_at > now - timedelta(days=2),
+            )
+            .order_by(Call.id)
+            .limit(limit)
+        )
+    )
+
+
+def record_reconciled_status(
+    *, session: Session, call_id: int, form: dict[str, str], now: datetime, settings: Settings
+) -> bool:
+    """Store what Twilio's REST API reports of a call as a status event and queue it; True when it ended.
+
+    A call still going on is only marked as checked (its ``updated_at`` moves), so the next check is later.
+    """
+    call = session.get(Call, call_id)
+    if call is None:
+        return False
+    call.updated_at = now
+    try:
+        event = parse_call_event(
+            "status", {**form, "CallbackSource": "reconciled"}, default_region=settings.default_region
+        )
+    except InvalidInputError as error:
+        log.warning("call %s: Twilio's record of it is unreadable: %s", call.call_sid, error)
+        return False
+    if event.call_status is None or not event.call_status.is_terminal:
+        return False
+    record = CallEventRecord(
+        event_key=f"{call.call_sid}:status:reconciled:{event.call_status.value}",
+        call_sid=call.call_sid,
+        kind=CallEventKind.STATUS.value,
+        form=dict(event.form),
+        context={},
+        received_at=now,
+        queued_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(record)
+    except IntegrityError:
+        return True
+    enqueue_after_commit(session, PROCESS_JOB, record.id)
+    return True

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.utils import format_datetime
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -56,6 +57,11 @@ class TwilioClient(Protocol):
         self, *, to: str, from_: str, url: str, status_callback: str | None = None
     ) -> str:
         """Call ``to`` from our number ``from_``, running the TwiML at ``url`` when answered; the new CallSid."""
+        ...
+
+    def fetch_call(self, call_sid: str) -> dict[str, str]:
+        """The call as Twilio's REST API has it, in the parameters of a status callback (``CallSid``,
+        ``AccountSid``, ``CallStatus``, ``Direction``, ``From``, ``To``, ``CallDuration``, ``Timestamp``)."""
         ...
 
 
@@ -189,6 +195,35 @@ class RealTwilioClient:
             call = self._client.calls.create(to=to, from_=from_, url=url, method="POST", **options)
         return str(call.sid)
 
+    def fetch_call(self, call_sid: str) -> dict[str, str]:
+        """The call resource, as a status callback form."""
+        check_call_sid(call_sid)
+        with _twilio_errors("call fetch"):
+            call = self._client.calls(call_sid).fetch()
+        return _call_as_form(call)
+
+
+def _call_as_form(call: object) -> dict[str, str]:
+    """A fetched call resource as the form of the status callback that would have reported it."""
+    form = {
+        "CallSid": str(getattr(call, "sid", "")),
+        "AccountSid": str(getattr(call, "account_sid", "")),
+        "CallStatus": str(getattr(call, "status", "")),
+        "Direction": str(getattr(call, "direction", "") or ""),
+        "From": str(getattr(call, "from_", "") or ""),
+        "To": str(getattr(call, "to", "") or ""),
+    }
+    duration = getattr(call, "duration", None)
+    if duration not in (None, ""):
+        form["CallDuration"] = str(duration)
+    ended = getattr(call, "end_time", None)
+    if ended is not None:
+        form["Timestamp"] = format_datetime(ended, usegmt=True)
+    parent = getattr(call, "parent_call_sid", None)
+    if parent:
+        form["ParentCallSid"] = str(parent)
+    return {name: value for name, value in form.items() if value}
+
 
 @contextmanager
 def _twilio_errors(what: str) -> Iterator[None]:
@@ -239,7 +274,18 @@ class FakeTwilioClient:
     requests: list[FakeRequest] = field(default_factory=list)
     # Where recordings not in ``recordings`` come from (e.g. a real download); None: they are missing.
     download: Callable[[str], bytes] | None = None
+    # Call resources by CallSid, as status callback forms, for ``fetch_call``.
+    calls: dict[str, dict[str, str]] = field(default_factory=dict)
     _placed: int = field(default=0, init=False, repr=False)
+
+    def fetch_call(self, call_sid: str) -> dict[str, str]:
+        """The call registered in ``calls``; an unknown one is a 404, as Twilio's."""
+        check_call_sid(call_sid)
+        self.requests.append(FakeRequest("fetch_call", {"call_sid": call_sid}))
+        try:
+            return dict(self.calls[call_sid])
+        except KeyError:
+            raise InvalidInputError(f"Twilio call fetch failed with HTTP 404 (fake client): {call_sid}") from None
 
     def fetch_recording_bytes(self, recording_url: str) -> bytes:
         """The audio registered for ``recording_url``."""

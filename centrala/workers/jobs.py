@@ -10,10 +10,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
-from centrala.core.errors import DeliveryError, TransientDeliveryError
+from centrala.core.errors import DeliveryError, InvalidInputError, TemporaryFailure, TransientDeliveryError
+from centrala.core.queue import enqueue_after_commit
 from centrala.core.settings import get_settings
+from centrala.ingest.calls import (
+    find_unfinished_calls,
+    record_reconciled_status,
+    requeue_missing_recordings,
+    requeue_stale_call_events,
+)
 from centrala.ingest.calls import process_call_event as process_call_event_service
-from centrala.ingest.calls import requeue_missing_recordings, requeue_stale_call_events
 from centrala.ingest.ledger import requeue_stale_emails
 from centrala.ingest.process import lock_inbound_email, quarantine
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
@@ -241,16 +247,50 @@ def fetch_call_recording(call_id: int) -> dict[str, object]:
 
 
 def sweep_call_events() -> int:
-    """Hand call events whose job was lost, and recordings still not downloaded, back to the queue."""
+    """Hand call events whose job was lost, recordings still not downloaded, and calls whose final callback
+    never came back to the queue."""
     settings = get_settings()
     session = get_sessionmaker()()
     try:
         older = timedelta(seconds=settings.sweep_after_seconds)
         ids = requeue_stale_call_events(session=session, now=clock.now(), older_than=older)
         recordings = requeue_missing_recordings(session=session, now=clock.now(), older_than=older * 10)
+        unfinished = find_unfinished_calls(
+            session=session, now=clock.now(), older_than=timedelta(minutes=settings.call_reconcile_after_minutes)
+        )
+        for call_id in unfinished:
+            enqueue_after_commit(session, "centrala.workers.jobs.reconcile_call", call_id, job_id=f"reconcile-{call_id}")
         session.commit()
     finally:
         session.close()
-    if ids or recordings:
-        log.info("re-enqueued %d call event(s) and %d recording download(s)", len(ids), len(recordings))
+    if ids or recordings or unfinished:
+        log.info(
+            "re-enqueued %d call event(s), %d recording download(s), %d unfinished call(s)",
+            len(ids), len(recordings), len(unfinished),
+        )
     return len(ids)
+
+
+def reconcile_call(call_id: int) -> dict[str, object]:
+    """Ask Twilio how a call without an outcome ended (its final status callback was lost) and apply it."""
+    settings = get_settings()
+    session = get_sessionmaker()()
+    try:
+        call = session.get(Call, call_id)
+        if call is None or call.outcome is not None:
+            return {"status": "nothing to do"}
+        call_sid = call.call_sid
+    finally:
+        session.close()
+    try:
+        form = twilio_client().fetch_call(call_sid)
+    except (InvalidInputError, TemporaryFailure) as error:
+        form = {}
+        log.warning("call %s: could not ask Twilio how it ended: %s", call_sid, error)
+    session = get_sessionmaker()()
+    try:
+        ended = record_reconciled_status(session=session, call_id=call_id, form=form, now=clock.now(), settings=settings)
+        session.commit()
+    finally:
+        session.close()
+    return {"status": "ended" if ended else "still open"}
