@@ -293,9 +293,36 @@ def _check_multipart_nesting(raw: bytes, limits: ParseLimits) -> None:
                 raise MessageRejected(f"MIME nesting exceeds the limit of {limits.max_depth} levels")
 
 
+class _ReusingHeadersPolicy(email.policy.EmailPolicy):
+    """``email.policy.default``, except that a header value read again is not parsed again.
+
+    The stdlib builds a new structured header object on every ``get()``, and reading a message's parts asks for
+    the same Content-Type and Content-Transfer-Encoding values many times (``get_body``, ``walk``,
+    ``get_content``): most of the parser's time went there. Header objects are immutable, so equal
+    ``(name, value)`` pairs can share one.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
+        if hasattr(value, "name") or len(value) > _CACHED_HEADER_MAX:
+            return super().header_fetch_parse(name, value)
+        key = (name, value)
+        header = _HEADER_CACHE.get(key)
+        if header is None:
+            if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+                _HEADER_CACHE.clear()
+            header = _HEADER_CACHE[key] = super().header_fetch_parse(name, value)
+        return header
+
+
+_CACHED_HEADER_MAX = 2_000
+_HEADER_CACHE_SIZE = 20_000
+_HEADER_CACHE: dict[tuple[str, str], str] = {}
+PARSE_POLICY = _ReusingHeadersPolicy()
+
+
 def _parse_bytes(raw: bytes) -> EmailMessage:
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message = email.message_from_bytes(raw, policy=PARSE_POLICY)
     except RecursionError:
         # Enclosed messages nest without boundaries, so the scan above cannot see them.
         raise MessageRejected("MIME nesting exceeds what the parser can follow") from None
