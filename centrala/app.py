@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from urllib.parse import urlencode
 from typing import Annotated
 
 import redis
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -33,7 +34,9 @@ from centrala.core.errors import (
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings, get_settings
 from centrala.ingest import api as ingest_api
+from centrala.console import web as console
 from centrala.ingest import phone_api, twilio
+from centrala.ingest.ledger import LedgerQuarantine
 from centrala.tickets import api as tickets_api
 from centrala.tickets import attachments
 from centrala.tickets.api import SessionDep, SettingsDep
@@ -66,7 +69,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(phone_api.router)
     app.include_router(phone_api.live_router)
     app.include_router(twilio.router)
+    app.state.quarantine = LedgerQuarantine()
+    app.include_router(console.router)
+    app.mount("/console/static", console.static, name="console-static")
+    app.add_exception_handler(console.SignInRequired, _to_sign_in)
     return app
+
+
+async def _to_sign_in(request: Request, error: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/console/login?{urlencode({'next': target})}", status_code=303)
 
 
 async def _error_response(request: Request, error: Exception) -> JSONResponse:

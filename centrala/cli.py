@@ -118,8 +118,9 @@ def seed(
     if result is None:
         typer.echo("database already has data; nothing seeded")
         return
-    agent_email, token = result
+    agent_email, token, password = result
     typer.echo(f"seeded demo data; admin agent {agent_email}, API token: {token}")
+    typer.echo(f"console: {get_settings().public_url.rstrip('/')}/console, password: {password}")
 
 
 @app.command()
@@ -150,6 +151,29 @@ def agents_create(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
     typer.echo(token)
+
+
+@agents_app.command("set-password")
+def agents_set_password(
+    email: Annotated[str, typer.Option(help="The agent's e-mail address.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="The new console password.")
+    ],
+) -> None:
+    """Set an agent's console password (at least 12 characters); signs them out everywhere."""
+    from centrala.core.errors import CentralaError
+    from centrala.tickets.agent_sessions import revoke_all, set_password
+    from centrala.tickets.agents import get_agent_by_email_or_raise
+
+    try:
+        with session_scope() as session:
+            agent = get_agent_by_email_or_raise(session=session, email=email)
+            set_password(agent=agent, password=password)
+            revoke_all(session=session, agent=agent, now=clock.now())
+    except CentralaError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"console password set for {email}")
 
 
 def _parse_moment(value: str | None) -> datetime | None:

@@ -11,8 +11,7 @@ from sqlalchemy import select
 
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import ConflictError, NotFoundError
-from centrala.core.queue import enqueue_after_commit
-from centrala.ingest.ledger import PROCESS_EMAIL_JOB, load_raw
+from centrala.ingest.ledger import load_raw, replay_quarantined
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.tickets.api import SessionDep, SettingsDep, get_current_agent
 
@@ -79,7 +78,6 @@ def replay_inbound_email(session: SessionDep, inbound_id: InboundId) -> InboundE
     row = _get_or_raise(session, inbound_id)
     if row.status == InboundStatus.PROCESSED:
         raise ConflictError(f"inbound e-mail {inbound_id} is already processed")
-    row.status, row.reason, row.processed_at = InboundStatus.RECEIVED, None, None
-    enqueue_after_commit(session, PROCESS_EMAIL_JOB, row.id, job_id=f"inbound-email-{row.id}")
+    replay_quarantined(session=session, inbound_id=inbound_id)
     session.commit()
     return InboundEmailRead.model_validate(row)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
 from centrala.core.queue import enqueue_after_commit
+from centrala.core.settings import Settings
 from centrala.ingest.models import InboundEmail, InboundStatus
 
 log = logging.getLogger(__name__)
@@ -109,3 +110,39 @@ def requeue_stale_emails(*, session: Session, now: datetime, older_than: timedel
         for inbound_id in ids:
             enqueue_after_commit(session, PROCESS_EMAIL_JOB, inbound_id, job_id=f"inbound-email-{inbound_id}")
     return ids
+
+
+def replay_quarantined(*, session: Session, inbound_id: int) -> InboundEmail | None:
+    """Hand a quarantined message back to the workers (after the fault that stopped it was fixed); None when
+    there is no such row. A processed row is left alone and returned as it is."""
+    row = session.get(InboundEmail, inbound_id)
+    if row is None or row.status == InboundStatus.PROCESSED:
+        return row
+    row.status, row.reason, row.processed_at = InboundStatus.RECEIVED, None, None
+    enqueue_after_commit(session, PROCESS_EMAIL_JOB, row.id, job_id=f"inbound-email-{row.id}")
+    return row
+
+
+class LedgerQuarantine:
+    """The console's view of quarantined mail (``console.web.Quarantine``), read from the inbound ledger."""
+
+    def list(self, session: Session, limit: int) -> list[InboundEmail]:
+        return list(
+            session.scalars(
+                select(InboundEmail)
+                .where(InboundEmail.status == InboundStatus.QUARANTINED)
+                .order_by(InboundEmail.id.desc())
+                .limit(limit)
+            )
+        )
+
+    def raw(self, session: Session, settings: Settings, inbound_id: int) -> bytes | None:
+        row = session.get(InboundEmail, inbound_id)
+        return load_raw(row=row, blobs=BlobStore(settings.blob_dir)) if row is not None else None
+
+    def replay(self, session: Session, inbound_id: int) -> bool:
+        row = session.get(InboundEmail, inbound_id)
+        if row is None or row.status != InboundStatus.QUARANTINED:
+            return False
+        replay_quarantined(session=session, inbound_id=inbound_id)
+        return True

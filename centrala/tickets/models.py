@@ -212,6 +212,8 @@ class Agent(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[AgentRole] = mapped_column(str_enum(AgentRole), default=AgentRole.AGENT)
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # argon2id hash of the console password; None: the agent cannot sign in to the console (API token only).
+    password_hash: Mapped[str | None] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Telephony: rung on their phone (E.164) when set, else in the browser as Twilio client ``agent-<id>``.
@@ -225,6 +227,23 @@ class Agent(Base):
     def client_identity(self) -> str:
         """The agent's Twilio Voice client identity (browser calls)."""
         return f"agent-{self.id}"
+
+
+class AgentSession(Base):
+    """A console sign-in: the cookie holds a random token, the table only its SHA-256."""
+
+    __tablename__ = "agent_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+
+    agent: Mapped[Agent] = relationship()
 
 
 class AgentQueue(Base):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from centrala.tickets.agent_sessions import set_password
 from centrala.tickets.agents import create_agent
 from centrala.tickets.contacts import create_contact
 from centrala.tickets.models import Agent, AgentRole, Contact, Organization, OrganizationDomain, Queue
@@ -23,8 +25,9 @@ _DEMO_CONTACTS = [
 
 def seed_demo_data(
     *, session: Session, now: datetime, region: str, only_if_empty: bool = True
-) -> tuple[str, str] | None:
-    """Create a queue, an organisation, demo contacts and an admin agent; returns the admin's e-mail and token.
+) -> tuple[str, str, str] | None:
+    """Create a queue, an organisation, demo contacts and an admin agent; returns the admin's e-mail, API token
+    and console password (random, shown once).
 
     With ``only_if_empty`` nothing happens (None) when the database already has agents or contacts.
     """
@@ -42,7 +45,9 @@ def seed_demo_data(
         create_contact(
             session=session, name=name, emails=emails, phones=phones, language=language, now=now, region=region
         )
-    _agent, token = create_agent(
+    agent, token = create_agent(
         session=session, email=DEMO_ADMIN_EMAIL, name="Demo Admin", role=AgentRole.ADMIN, now=now
     )
-    return DEMO_ADMIN_EMAIL, token
+    password = secrets.token_urlsafe(12)
+    set_password(agent=agent, password=password)
+    return DEMO_ADMIN_EMAIL, token, password

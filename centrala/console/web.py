@@ -1,0 +1,350 @@
+"""The agent console's pages: sign-in, work lists, the e-mail quarantine and the caller log.
+
+Server-rendered (Jinja2), no script. Every page needs a signed-in agent (a server-side session behind a
+``__Host-`` cookie: Secure, HttpOnly, SameSite=Lax); every POST carries the session's CSRF token and must come
+from our own origin (``Origin`` and ``Sec-Fetch-Site``). Pages are never cached and may not be framed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Protocol
+from urllib.parse import urlsplit
+
+import redis
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session
+
+from centrala.console.worklists import work_lists
+from centrala.core import clock
+from centrala.core.errors import NotFoundError
+from centrala.core.queue import get_redis
+from centrala.core.settings import Settings
+from centrala.tickets.agent_sessions import (
+    SignedIn,
+    check_credentials,
+    csrf_matches,
+    load_session,
+    revoke_session,
+    start_session,
+)
+from centrala.tickets.api import SessionDep, SettingsDep
+from centrala.tickets.phone import caller_log, format_number
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "__Host-centrala_console"
+LOGIN_COOKIE = "__Host-centrala_login"
+LOGIN_ATTEMPTS = 10
+LOGIN_WINDOW_SECONDS = 15 * 60
+HERE = Path(__file__).parent
+
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), trim_blocks=True
+)
+router = APIRouter(prefix="/console", include_in_schema=False)
+static = StaticFiles(directory=HERE / "static")
+
+
+class QuarantinedMail(Protocol):
+    """A message the workers could not turn into an interaction, as the quarantine page lists it."""
+
+    id: int
+    received_at: datetime
+    mailbox: str
+    mail_from: str
+    size: int
+    reason: str | None
+    message_id: str | None
+
+
+class Quarantine(Protocol):
+    """Where quarantined mail comes from (the inbound ledger, wired in by ``app.py``)."""
+
+    def list(self, session: Session, limit: int) -> Sequence[QuarantinedMail]: ...
+
+    def raw(self, session: Session, settings: Settings, inbound_id: int) -> bytes | None: ...
+
+    def replay(self, session: Session, inbound_id: int) -> bool: ...
+
+
+def get_quarantine(request: Request) -> Quarantine:
+    return request.app.state.quarantine  # type: ignore[no-any-return]
+
+
+QuarantineDep = Annotated[Quarantine, Depends(get_quarantine)]
+
+
+class SignInRequired(Exception):
+    """No live console session: the browser is sent to the sign-in page."""
+
+
+def security_headers(response: Response, settings: Settings) -> None:
+    """Headers of every console page: no script, no framing, no referrer, no caching."""
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    if settings.public_url.startswith("https://"):
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
+
+
+def render(
+    request: Request, settings: Settings, name: str, status_code: int = 200, **context: object
+) -> HTMLResponse:
+    html = templates.get_template(name).render(request=request, format_number=format_number, **context)
+    response = HTMLResponse(html, status_code=status_code)
+    security_headers(response, settings)
+    return response
+
+
+def signed_in(request: Request, session: SessionDep) -> SignedIn:
+    """The signed-in agent of this request; raises SignInRequired."""
+    current = load_session(
+        session=session,
+        token=request.cookies.get(SESSION_COOKIE),
+        now=clock.now(),
+        touch=request.method == "POST",
+    )
+    if current is None:
+        raise SignInRequired
+    return current
+
+
+SignedInDep = Annotated[SignedIn, Depends(signed_in)]
+
+
+def same_origin(request: Request, settings: Settings) -> bool:
+    """Whether a POST comes from our own pages: ``Sec-Fetch-Site`` and ``Origin`` (when the browser sends them)
+    name our public origin or the one this request was made to."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    allowed = {_origin(settings.public_url), _origin(str(request.base_url))}
+    return origin.rstrip("/") in allowed
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _forbidden(request: Request, settings: Settings) -> HTMLResponse:
+    return render(
+        request,
+        settings,
+        "message.html",
+        status_code=403,
+        title="Refused",
+        message="This form did not come from this console, or it expired. Reload the page and try again.",
+    )
+
+
+def _check_post(
+    request: Request, settings: Settings, current: SignedIn, csrf: str | None
+) -> HTMLResponse | None:
+    if not same_origin(request, settings) or not csrf_matches(current, csrf):
+        return _forbidden(request, settings)
+    return None
+
+
+# --- sign-in ------------------------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, settings: SettingsDep, next: str = "/console") -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    response = render(request, settings, "login.html", login_token=token, next=_safe_next(next), error=None)
+    response.set_cookie(
+        LOGIN_COOKIE, token, secure=True, httponly=True, samesite="strict", path="/", max_age=3600
+    )
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+    login_token: Annotated[str, Form(max_length=100)],
+    next: Annotated[str, Form(max_length=500)] = "/console",
+) -> Response:
+    cookie = request.cookies.get(LOGIN_COOKIE) or ""
+    if not same_origin(request, settings) or not secrets.compare_digest(cookie, login_token):
+        return _forbidden(request, settings)
+    client = request.client.host if request.client else "unknown"
+    if not _allow_attempt(f"email:{email.strip().lower()}") or not _allow_attempt(f"client:{client}"):
+        return render(
+            request,
+            settings,
+            "login.html",
+            status_code=429,
+            login_token=login_token,
+            next=_safe_next(next),
+            error="Too many attempts. Wait a quarter of an hour and try again.",
+        )
+    agent = check_credentials(session=session, email=email, password=password)
+    if agent is None:
+        session.commit()
+        return render(
+            request,
+            settings,
+            "login.html",
+            status_code=401,
+            login_token=login_token,
+            next=_safe_next(next),
+            error="That e-mail address and password do not match an active agent.",
+        )
+    now = clock.now()
+    revoke_session(session=session, token=request.cookies.get(SESSION_COOKIE), now=now)
+    token = start_session(
+        session=session, agent=agent, now=now, user_agent=request.headers.get("user-agent", "")
+    )
+    session.commit()
+    log.info("agent %s signed in to the console", agent.id)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, token, secure=True, httponly=True, samesite="lax", path="/")
+    response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    current: SignedInDep,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    revoke_session(session=session, token=request.cookies.get(SESSION_COOKIE), now=clock.now())
+    session.commit()
+    response = RedirectResponse("/console/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return response
+
+
+def _safe_next(target: str) -> str:
+    """Only our own console pages: never an open redirect."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/console") or "\\" in target:
+        return "/console"
+    return target
+
+
+def _allow_attempt(key: str) -> bool:
+    """Count a sign-in attempt under ``key``; False once over the limit in the window. Without Redis, allow."""
+    try:
+        client = get_redis()
+        name = f"centrala:console-login:{key}"
+        count = client.incr(name)
+        if count == 1:
+            client.expire(name, LOGIN_WINDOW_SECONDS)
+        return int(count) <= LOGIN_ATTEMPTS
+    except (redis.RedisError, OSError) as error:
+        log.warning("sign-in rate limit unavailable: %s", error)
+        return True
+
+
+# --- pages --------------------------------------------------------------------------------------------------------
+
+
+@router.get("")
+def home(request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep) -> HTMLResponse:
+    lists = work_lists(session=session, agent=current.agent)
+    return render(request, settings, "home.html", current=current, lists=lists, now=clock.now())
+
+
+@router.get("/quarantine")
+def quarantine(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    current: SignedInDep,
+    source: QuarantineDep,
+    replayed: int | None = None,
+) -> HTMLResponse:
+    rows = source.list(session, 200)
+    return render(request, settings, "quarantine.html", current=current, rows=rows, replayed=replayed)
+
+
+@router.get("/quarantine/{inbound_id}/raw")
+def quarantine_raw(
+    session: SessionDep, settings: SettingsDep, current: SignedInDep, source: QuarantineDep, inbound_id: int
+) -> Response:
+    raw = source.raw(session, settings, inbound_id)
+    if raw is None:
+        raise NotFoundError(f"no inbound e-mail {inbound_id}")
+    response = Response(
+        raw,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="inbound-{inbound_id}.eml"'},
+    )
+    security_headers(response, settings)
+    return response
+
+
+@router.post("/quarantine/{inbound_id}/replay")
+def quarantine_replay(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    current: SignedInDep,
+    source: QuarantineDep,
+    inbound_id: int,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    if not source.replay(session, inbound_id):
+        return render(
+            request,
+            settings,
+            "message.html",
+            status_code=409,
+            title="Not in quarantine",
+            message=f"Inbound e-mail {inbound_id} is not in quarantine (any more).",
+        )
+    session.commit()
+    log.info("agent %s replayed quarantined inbound e-mail %s", current.agent.id, inbound_id)
+    return RedirectResponse(f"/console/quarantine?replayed={inbound_id}", status_code=303)
+
+
+@router.get("/calls")
+def calls(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    current: SignedInDep,
+    outcome: str | None = None,
+) -> HTMLResponse:
+    chosen = outcome if outcome in ("answered", "missed", "voicemail", "busy", "failed") else None
+    report = caller_log(session=session, outcome=chosen, limit=100)
+    return render(request, settings, "calls.html", current=current, report=report, outcome=chosen)
+
+
+def when(moment: datetime | None) -> str:
+    """A moment as agents read it in a list."""
+    return "" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+templates.filters["when"] = when

@@ -1,0 +1,88 @@
+"""What an agent's console shows: their work lists, the quarantine, the caller log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from centrala.tickets.models import (
+    Agent,
+    AgentQueue,
+    AgentRole,
+    ClockState,
+    Contact,
+    SlaClock,
+    Ticket,
+    TicketStatus,
+)
+
+OPEN_STATES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+LIST_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    ticket: Ticket
+    due_at: datetime | None  # the nearest running SLA clock's due instant
+
+
+@dataclass(frozen=True)
+class WorkLists:
+    mine: list[WorkItem]
+    unassigned: list[WorkItem]
+    waiting: list[WorkItem]
+    breaching: list[WorkItem]
+
+
+def queue_ids_of(*, session: Session, agent: Agent) -> list[int] | None:
+    """The queues whose tickets the agent works; None for supervisors and admins, who see every queue."""
+    if agent.role in (AgentRole.SUPERVISOR, AgentRole.ADMIN):
+        return None
+    return list(session.scalars(select(AgentQueue.queue_id).where(AgentQueue.agent_id == agent.id)))
+
+
+def work_lists(*, session: Session, agent: Agent) -> WorkLists:
+    """My open tickets, unassigned ones in my queues, those waiting on the customer, and the open tickets
+    nearest to an SLA breach (sorted by due)."""
+    queues = queue_ids_of(session=session, agent=agent)
+    in_my_queues = [] if queues is None else [Ticket.queue_id.in_(queues)]
+    mine = _items(
+        session, Ticket.assignee_id == agent.id, Ticket.status.in_((TicketStatus.NEW, TicketStatus.OPEN))
+    )
+    unassigned = _items(
+        session,
+        Ticket.assignee_id.is_(None),
+        Ticket.status.in_((TicketStatus.NEW, TicketStatus.OPEN)),
+        *in_my_queues,
+    )
+    waiting = _items(session, Ticket.status == TicketStatus.PENDING, *in_my_queues)
+    due = (
+        select(SlaClock.ticket_id, func.min(SlaClock.due_at).label("due_at"))
+        .where(SlaClock.state == ClockState.RUNNING, SlaClock.due_at.is_not(None))
+        .group_by(SlaClock.ticket_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Ticket, due.c.due_at)
+        .join(due, due.c.ticket_id == Ticket.id)
+        .where(Ticket.status.in_(OPEN_STATES), *in_my_queues)
+        .order_by(due.c.due_at, Ticket.id)
+        .limit(LIST_LIMIT)
+        .options(selectinload(Ticket.contact).selectinload(Contact.emails), selectinload(Ticket.queue))
+    ).all()
+    breaching = [WorkItem(ticket, due_at) for ticket, due_at in rows]
+    return WorkLists(mine=mine, unassigned=unassigned, waiting=waiting, breaching=breaching)
+
+
+def _items(session: Session, *conditions: object) -> list[WorkItem]:
+    tickets = session.scalars(
+        select(Ticket)
+        .where(*conditions)  # type: ignore[arg-type]
+        .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+        .limit(LIST_LIMIT)
+        .options(selectinload(Ticket.contact).selectinload(Contact.emails), selectinload(Ticket.queue))
+    ).all()
+    return [WorkItem(ticket, None) for ticket in tickets]

@@ -1,0 +1,283 @@
+"""The agent console over HTTPS: sign-in, sessions, CSRF, security headers, work lists, the e-mail quarantine
+(with a real message quarantined by the worker's processing) and the caller log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from centrala.core import clock
+from centrala.core.blobs import BlobStore
+from centrala.core.queue import get_redis
+from centrala.core.settings import get_settings
+from centrala.ingest.ledger import record_inbound_email
+from centrala.ingest.models import InboundEmail, InboundStatus
+from centrala.ingest.process import process_inbound_email
+from centrala.tickets.agent_sessions import set_password
+from centrala.tickets.models import AgentQueue, AgentSession, TicketStatus
+from centrala.tickets.phone_models import Call, CallbackState, CallerMatch
+from tests.factories import NOW, make_agent, make_contact, make_queue, make_ticket
+
+PASSWORD = "correct horse battery staple"
+CORPUS = Path(__file__).resolve().parents[1] / "mail" / "corpus"
+
+
+@pytest.fixture()
+def web(session, redis_url) -> Iterator[TestClient]:
+    from centrala.app import create_app
+    from centrala.core.db import get_db
+
+    def _request_session():
+        session.commit()
+        session.expire_all()
+        try:
+            yield session
+        except Exception:
+            session.rollback()
+            raise
+
+    for key in get_redis().scan_iter("centrala:console-login:*"):
+        get_redis().delete(key)
+    application = create_app()
+    application.dependency_overrides[get_db] = _request_session
+    with TestClient(application, base_url="https://testserver", follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture()
+def agent(session):
+    agent, _ = make_agent(session, email="alena@centrala.test", name="Alena Svobodová")
+    set_password(agent=agent, password=PASSWORD)
+    session.flush()
+    return agent
+
+
+def login_token(web: TestClient) -> str:
+    page = web.get("/console/login")
+    return re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
+
+
+def sign_in(web: TestClient, email: str = "alena@centrala.test", password: str = PASSWORD, **headers: str):
+    token = login_token(web)
+    return web.post(
+        "/console/login",
+        data={"email": email, "password": password, "login_token": token, "next": "/console"},
+        headers=headers,
+    )
+
+
+def csrf_of(page_html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page_html).group(1)
+
+
+# --- sign-in ------------------------------------------------------------------------------------------------------
+
+
+def test_pages_send_a_signed_out_browser_to_sign_in(web):
+    response = web.get("/console/quarantine")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/login?next=%2Fconsole%2Fquarantine"
+
+
+def test_sign_in_sets_a_host_only_secure_session_cookie_stored_hashed(web, session, agent):
+    response = sign_in(web)
+    assert response.status_code == 303 and response.headers["location"] == "/console"
+    cookie = next(
+        c for c in response.headers.get_list("set-cookie") if c.startswith("__Host-centrala_console=")
+    )
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert "Domain" not in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    stored = session.scalars(select(AgentSession)).one()
+    assert stored.token_hash != value and value not in stored.token_hash
+    home = web.get("/console")
+    assert home.status_code == 200 and "Alena Svobodová" in home.text
+
+
+@pytest.mark.parametrize(
+    "email, password", [("alena@centrala.test", "wrong password!!"), ("nobody@x.test", PASSWORD)]
+)
+def test_a_wrong_password_and_an_unknown_address_get_the_same_answer(web, agent, email, password):
+    response = sign_in(web, email=email, password=password)
+    assert response.status_code == 401
+    assert "That e-mail address and password do not match an active agent." in response.text
+    assert "__Host-centrala_console" not in response.headers.get("set-cookie", "")
+
+
+def test_a_deactivated_agent_cannot_sign_in_and_loses_their_session(web, session, agent):
+    sign_in(web)
+    agent.is_active = False
+    session.flush()
+    assert web.get("/console").status_code == 303
+    assert sign_in(web).status_code == 401
+
+
+def test_sign_in_is_rate_limited_per_address(web, agent):
+    for _ in range(10):
+        assert sign_in(web, password="wrong password!!").status_code == 401
+    limited = sign_in(web)
+    assert limited.status_code == 429 and "Too many attempts" in limited.text
+
+
+def test_sign_in_refuses_a_cross_site_form_and_a_foreign_next(web, agent):
+    assert sign_in(web, Origin="https://evil.example").status_code == 403
+    assert sign_in(web, **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    token = login_token(web)
+    response = web.post(
+        "/console/login",
+        data={
+            "email": "alena@centrala.test",
+            "password": PASSWORD,
+            "login_token": token,
+            "next": "https://evil.example/console",
+        },
+    )
+    assert response.headers["location"] == "/console"
+
+
+def test_signing_in_again_rotates_the_session_and_signing_out_revokes_it(web, session, agent):
+    name = "__Host-centrala_console"
+    sign_in(web)
+    first = web.cookies.get(name)
+    sign_in(web)
+    second = web.cookies.get(name)
+    assert first != second
+    web.cookies.clear()
+    web.cookies.set(name, first)
+    assert web.get("/console").status_code == 303  # the old session ended at the new sign-in
+
+    web.cookies.clear()
+    web.cookies.set(name, second)
+    home = web.get("/console")
+    assert home.status_code == 200
+    assert web.post("/console/logout", data={"csrf": "not the token"}).status_code == 403
+    out = web.post("/console/logout", data={"csrf": csrf_of(home.text)})
+    assert out.status_code == 303 and out.headers["location"] == "/console/login"
+    web.cookies.clear()
+    web.cookies.set(name, second)
+    assert web.get("/console").status_code == 303
+
+
+def test_a_session_expires_after_a_long_pause(web, session, agent, monkeypatch):
+    sign_in(web)
+    later = clock.now() + timedelta(hours=13)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    assert web.get("/console").status_code == 303
+
+
+def test_pages_carry_security_headers(web, agent):
+    sign_in(web)
+    page = web.get("/console")
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src" not in csp and "default-src 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    assert web.get("/console/static/console.css").status_code == 200
+
+
+# --- work lists ---------------------------------------------------------------------------------------------------
+
+
+def test_home_lists_my_tickets_the_unassigned_in_my_queues_and_those_waiting(web, session, agent):
+    mine_queue = make_queue(session, name="Hotline")
+    other_queue = make_queue(session, name="Billing")
+    session.add(AgentQueue(agent_id=agent.id, queue_id=mine_queue.id))
+    make_ticket(session, subject="Assigned to Alena", assignee=agent, status=TicketStatus.OPEN)
+    make_ticket(session, subject="Unassigned hotline case", queue=mine_queue)
+    make_ticket(session, subject="Unassigned billing case", queue=other_queue)
+    make_ticket(session, subject="Waiting for photos", queue=mine_queue, status=TicketStatus.PENDING)
+    session.flush()
+    sign_in(web)
+    page = web.get("/console").text
+    assert "Assigned to Alena" in page
+    assert "Unassigned hotline case" in page
+    assert "Unassigned billing case" not in page  # not one of her queues
+    assert "Waiting for photos" in page
+
+
+# --- quarantine ---------------------------------------------------------------------------------------------------
+
+
+def test_the_quarantine_lists_a_real_quarantined_message_serves_its_bytes_and_replays_it(web, session, agent):
+    raw = (CORPUS / "flanker" / "attached-pdf.eml").read_bytes()
+    settings = get_settings()
+    recorded = record_inbound_email(
+        session=session,
+        raw=raw,
+        mailbox="support@localhost",
+        mail_from="x@example.org",
+        rcpt_tos=["support@localhost"],
+        now=NOW,
+        blobs=BlobStore(settings.blob_dir),
+    )
+    outcome = process_inbound_email(
+        session=session,
+        inbound_id=recorded.id,
+        now=NOW,
+        blobs=BlobStore(settings.blob_dir),
+        settings=settings,
+    )
+    assert outcome.status is InboundStatus.QUARANTINED
+    session.flush()
+    sign_in(web)
+
+    page = web.get("/console/quarantine")
+    assert page.status_code == 200
+    assert f'<td class="mono">{recorded.id}</td>' in page.text
+    assert outcome.reason in page.text
+
+    download = web.get(f"/console/quarantine/{recorded.id}/raw")
+    assert download.content == raw
+    assert download.headers["content-disposition"] == f'attachment; filename="inbound-{recorded.id}.eml"'
+    assert download.headers["x-content-type-options"] == "nosniff"
+
+    cross_site = web.post(
+        f"/console/quarantine/{recorded.id}/replay",
+        data={"csrf": csrf_of(page.text)},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross_site.status_code == 403
+    replayed = web.post(f"/console/quarantine/{recorded.id}/replay", data={"csrf": csrf_of(page.text)})
+    assert replayed.status_code == 303
+    assert session.get(InboundEmail, recorded.id).status is InboundStatus.RECEIVED
+    after = web.get(replayed.headers["location"]).text
+    assert f"Inbound e-mail {recorded.id} is queued to be processed again." in after
+    again = web.post(f"/console/quarantine/{recorded.id}/replay", data={"csrf": csrf_of(page.text)})
+    assert again.status_code == 409
+
+
+# --- calls --------------------------------------------------------------------------------------------------------
+
+
+def test_the_caller_log_shows_calls_and_pending_call_backs(web, session, agent):
+    contact = make_contact(session, name="Jan Novák", phones=["+420601123456"])
+    session.add(
+        Call(
+            call_sid="CA" + "1" * 32,
+            direction="inbound",
+            from_number="+420601123456",
+            state="completed",
+            outcome="missed",
+            contact_id=contact.id,
+            caller_match=CallerMatch.SINGLE,
+            callback_state=CallbackState.PENDING,
+            callback_due_at=NOW + timedelta(hours=1),
+            wait_seconds=25,
+            started_at=NOW,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+    )
+    session.flush()
+    sign_in(web)
+    page = web.get("/console/calls").text
+    assert "+420 601 123 456" in page and "Jan Novák" in page
+    assert "pending, due" in page
+    assert "<dd>0 %</dd>" in page  # one inbound call, not answered
