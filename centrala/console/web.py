@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session
 
 from centrala.console.worklists import work_lists
 from centrala.core import clock
+from centrala.core.db import get_read_sessionmaker
 from centrala.core.errors import NotFoundError
+from centrala.core.live import event_stream_response
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings
 from centrala.tickets.agent_sessions import (
@@ -89,8 +91,8 @@ class SignInRequired(Exception):
 def security_headers(response: Response, settings: Settings) -> None:
     """Headers of every console page: no script, no framing, no referrer, no caching."""
     response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
@@ -327,6 +329,24 @@ def quarantine_replay(
     session.commit()
     log.info("agent %s replayed quarantined inbound e-mail %s", current.agent.id, inbound_id)
     return RedirectResponse(f"/console/quarantine?replayed={inbound_id}", status_code=303)
+
+
+@router.get("/live")
+def live(request: Request, settings: SettingsDep) -> Response:
+    """The signed-in agent's live events (server-sent events): the screen-pop of a call ringing them.
+
+    Authenticated with a database session closed before streaming starts: a stream lasts for hours.
+    """
+    with get_read_sessionmaker()() as session:
+        current = load_session(session=session, token=request.cookies.get(SESSION_COOKIE), now=clock.now(),
+                               touch=False)
+        agent_id = current.agent.id if current is not None else None
+    if agent_id is None:
+        return Response("sign in first\n", status_code=401, media_type="text/plain")
+    response = event_stream_response(request, settings, agent_id)
+    security_headers(response, settings)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get("/calls")

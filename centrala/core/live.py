@@ -17,7 +17,10 @@ import redis
 import redis.asyncio
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
+from centrala.core.embedded import embedded_redis_url
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings, get_settings
 
@@ -97,3 +100,31 @@ async def subscribe(
     finally:
         await pubsub.aclose()
         await client.aclose()
+
+
+def event_stream_response(request: Request, settings: Settings, agent_id: int) -> StreamingResponse:
+    """The agent's live events as a ``text/event-stream`` response (server-sent events).
+
+    It opens with the comment ``: connected`` once subscribed, sends a comment every 15 s to keep proxies from
+    closing it, and ends when the client goes away.
+    """
+    url = settings.redis_url or embedded_redis_url(get_redis())
+
+    async def stream() -> AsyncIterator[bytes]:
+        subscribed = False
+        async for live_event in subscribe(url, agent_id):
+            if not subscribed:
+                subscribed = True
+                yield b": connected\n\n"
+                continue
+            if await request.is_disconnected():
+                break
+            if live_event is None:
+                yield b": keep-alive\n\n"
+                continue
+            data = json.dumps(live_event.data, default=str, ensure_ascii=False)
+            yield f"event: {live_event.name}\ndata: {data}\n\n".encode()
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

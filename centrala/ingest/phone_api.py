@@ -3,9 +3,7 @@ availability and queues, and the live event stream (server-sent events) that pus
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -19,11 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.db import get_read_sessionmaker
-from centrala.core.embedded import embedded_redis_url
 from centrala.core.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
-from centrala.core.live import subscribe
-from centrala.core.queue import get_redis
-from centrala.core.settings import Settings
+from centrala.core.live import event_stream_response
 from centrala.ingest.calls import lock_call
 from centrala.telephony.client import TwilioClient, make_twilio_client
 from centrala.tickets.agents import authenticate_token
@@ -437,10 +432,6 @@ def set_agent_queues(
 # --- live events --------------------------------------------------------------------------------------------------
 
 
-def _redis_url(settings: Settings) -> str:
-    return settings.redis_url or embedded_redis_url(get_redis())
-
-
 def live_agent_id(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> int:
     """The agent of a live stream, authenticated with a session closed at once (a stream lasts hours and
     must not hold a database connection)."""
@@ -457,25 +448,4 @@ async def live_events(
     """Your live events as server-sent events: ``screen-pop`` when a call rings you (the same JSON as
     ``/calls/{call_sid}/screen-pop``), ``call-ended`` when it ends. The stream opens with the comment
     ``: connected`` once it is subscribed; a comment every 15 s keeps the line open."""
-    url = _redis_url(settings)
-
-    async def stream() -> AsyncIterator[bytes]:
-        subscribed = False
-        async for live_event in subscribe(url, agent_id):
-            if not subscribed:
-                subscribed = True
-                yield b": connected\n\n"
-                continue
-            if await request.is_disconnected():
-                break
-            if live_event is None:
-                yield b": keep-alive\n\n"
-                continue
-            data = json.dumps(live_event.data, default=str, ensure_ascii=False)
-            yield f"event: {live_event.name}\ndata: {data}\n\n".encode()
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return event_stream_response(request, settings, agent_id)

@@ -175,11 +175,15 @@ def test_pages_carry_security_headers(web, agent):
     sign_in(web)
     page = web.get("/console")
     csp = page.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in csp and "script-src" not in csp and "default-src 'none'" in csp
+    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["cache-control"] == "no-store"
     assert web.get("/console/static/console.css").status_code == 200
+    assert web.get("/console/static/live.js").status_code == 200
+    web.cookies.clear()
+    assert web.get("/console/live").status_code == 401  # the live stream needs a session too
 
 
 # --- work lists ---------------------------------------------------------------------------------------------------
