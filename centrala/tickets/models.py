@@ -522,6 +522,8 @@ class SlaPolicy(Base):
     targets: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON, default=dict)
     warn_before_minutes: Mapped[int] = mapped_column(Integer, default=15)
     escalations: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    # Whether a call an agent answered (or a call-back the customer picked up) meets a response target.
+    calls_count_as_response: Mapped[bool] = mapped_column(default=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     calendar: Mapped[BusinessCalendarRow | None] = relationship()

@@ -278,12 +278,15 @@ def on_customer_message(*, session: Session, ticket: Ticket, now: datetime) -> l
     return [clock for clock in started if clock is not None]
 
 
-def counts_as_response(interaction: Interaction) -> bool:
+def counts_as_response(interaction: Interaction, policy: SlaPolicy | None = None) -> bool:
     """Whether ``interaction`` answers the customer: an agent's outbound e-mail or portal reply, or a call an
-    agent answered. Notes and automated mail (acknowledgements carry no agent) do not."""
+    agent answered when ``policy`` lets calls count. Notes and automated mail (acknowledgements carry no
+    agent) do not."""
     if interaction.agent_id is None or interaction.channel not in RESPONSE_CHANNELS:
         return False
-    return interaction.channel is Channel.PHONE or interaction.direction is Direction.OUTBOUND
+    if interaction.channel is Channel.PHONE:
+        return policy is None or policy.calls_count_as_response
+    return interaction.direction is Direction.OUTBOUND
 
 
 def on_agent_response(
@@ -291,9 +294,10 @@ def on_agent_response(
 ) -> list[SlaClock]:
     """An interaction on ``ticket``: when it counts as a response, open response clocks are met; then the
     clocks follow the ticket's status (a reply leaves it pending, which pauses resolution). Returns met clocks."""
-    if not counts_as_response(interaction):
-        return []
     clocks = _clocks(session=session, ticket=ticket)
+    policy = next((clock.policy for clock in clocks if clock.policy is not None), None)
+    if not counts_as_response(interaction, policy):
+        return []
     met = [
         clock
         for clock in clocks

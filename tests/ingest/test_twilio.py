@@ -706,3 +706,23 @@ def test_availability_and_queue_membership(web, session, hotline):
         headers={"Authorization": f"Bearer {admin_token}"},
     )
     assert done.json()["queues"] == ["Hotline", "Sales"]
+
+
+def test_a_policy_can_say_that_answered_calls_are_not_a_response(web, session, settings, hotline):
+    policy = session.scalars(select(SlaPolicy)).one()
+    policy.calls_count_as_response = False
+    contact = make_contact(session, phones=[forms.CALLER])
+    ticket = make_ticket(session, contact=contact, queue=hotline["queue"], created_at=OPEN_HOURS)
+    from centrala.tickets.sla_clocks import start_clocks_for_new_ticket
+
+    start_clocks_for_new_ticket(session=session, ticket=ticket, now=OPEN_HOURS)
+    session.flush()
+    for kind, form in answered_by(hotline["agent"].id):
+        post(web, kind, form)
+    process_all(session, settings)
+
+    assert the_call(session).ticket_id == ticket.id
+    first = session.scalars(
+        select(SlaClock).where(SlaClock.ticket_id == ticket.id, SlaClock.metric == SlaMetric.FIRST_RESPONSE)
+    ).one()
+    assert first.state is ClockState.RUNNING  # only a written answer meets it under this policy
