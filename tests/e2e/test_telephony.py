@@ -10,6 +10,8 @@ import queue
 import random
 import signal
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -23,18 +25,22 @@ pytestmark = pytest.mark.e2e
 TOKEN = "e2e-twilio-auth-token"
 
 
-@pytest.fixture()
-def service(tmp_path, committed_db, redis_url):
+def _start(tmp_path, **extra_env: str):
     embedded = "CENTRALA_TEST_SERVER_DATABASE_URL" not in os.environ
     http_port, smtp_port = free_port(), free_port()
+    defaults = {
+        "CENTRALA_TWILIO_AUTH_TOKEN": TOKEN,
+        "CENTRALA_TWILIO_BACKEND": "fake",
+        "CENTRALA_PHONE_LINES": json.dumps(
+            [{"number": forms.OUR_NUMBER, "queue": "Hotline", "language": "pl"}]
+        ),
+    }
     env = service_env(
         tmp_path / "var",
         http_port=http_port,
         smtp_port=smtp_port,
         embedded=embedded,
-        CENTRALA_TWILIO_AUTH_TOKEN=TOKEN,
-        CENTRALA_TWILIO_BACKEND="fake",
-        CENTRALA_PHONE_LINES=json.dumps([{"number": forms.OUR_NUMBER, "queue": "Hotline", "language": "pl"}]),
+        **{**defaults, **extra_env},
     )
     process = start(["up"], env, tmp_path / "up.log")
     base_url = f"http://127.0.0.1:{http_port}"
@@ -51,6 +57,11 @@ def service(tmp_path, committed_db, redis_url):
         if process.poll() is None:
             stop(process, sig=signal.SIGINT)
         print((tmp_path / "up.log").read_text(errors="replace")[-5000:])
+
+
+@pytest.fixture()
+def service(tmp_path, committed_db, redis_url):
+    yield from _start(tmp_path)
 
 
 def _listen(base_url: str, token: str, events: queue.Queue, stop_flag: threading.Event) -> None:
@@ -163,7 +174,9 @@ def test_numbers_in_any_form_answered_calls_notes_click_to_call_and_the_caller_l
     def webhook(kind: str, form: dict[str, str], query: str = "") -> httpx.Response:
         path = f"/twilio/{kind}" + (f"?{query}" if query else "")
         signature = RequestValidator(TOKEN).compute_signature(public_url + path, form)
-        response = httpx.post(base_url + path, data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
+        response = httpx.post(
+            base_url + path, data=form, headers={"X-Twilio-Signature": signature}, timeout=10
+        )
         assert response.status_code == 200, response.text
         return response
 
@@ -174,16 +187,24 @@ def test_numbers_in_any_form_answered_calls_notes_click_to_call_and_the_caller_l
         sids.append(call_sid)
         webhook("voice", {**forms.voice_request(From=written, Caller=written), "CallSid": call_sid})
     for call_sid in sids:
-        call = wait_until(lambda sid=call_sid: api.get(f"/api/v1/calls/{sid}").json().get("contact_id") and
-                          api.get(f"/api/v1/calls/{sid}").json(), timeout=20, what="the caller matched")
+        call = wait_until(
+            lambda sid=call_sid: (
+                api.get(f"/api/v1/calls/{sid}").json().get("contact_id")
+                and api.get(f"/api/v1/calls/{sid}").json()
+            ),
+            timeout=20,
+            what="the caller matched",
+        )
         assert (call["contact_id"], call["caller_match"]) == (contact["id"], "single")
 
     # An answered call: on a ticket, answered by the agent, with the agent's note.
     answered = forms.sid("CA", "answered")
 
     def leg(status: str, seq: int, seconds: int, **extra: str) -> dict[str, str]:
-        return {**forms.leg_status(forms.ALICE_LEG, f"client:agent-{me['id']}", status, seq, seconds, **extra),
-                "ParentCallSid": answered}
+        return {
+            **forms.leg_status(forms.ALICE_LEG, f"client:agent-{me['id']}", status, seq, seconds, **extra),
+            "ParentCallSid": answered,
+        }
 
     for kind, form in [
         ("voice", forms.voice_request()),
@@ -194,10 +215,15 @@ def test_numbers_in_any_form_answered_calls_notes_click_to_call_and_the_caller_l
         ("status", forms.call_status("completed", 2, 141, CallDuration="141")),
     ]:
         webhook(kind, {**form, "CallSid": answered} if form.get("CallSid") == forms.CALL_SID else form)
-    call = wait_until(lambda: (c := api.get(f"/api/v1/calls/{answered}").json()).get("ticket_id") and c,
-                      timeout=20, what="the answered call on a ticket")
+    call = wait_until(
+        lambda: (c := api.get(f"/api/v1/calls/{answered}").json()).get("ticket_id") and c,
+        timeout=20,
+        what="the answered call on a ticket",
+    )
     assert (call["outcome"], call["agent_id"], call["talk_seconds"]) == ("answered", me["id"], 120)
-    noted = api.patch(f"/api/v1/calls/{answered}", json={"note": "Asked about the invoice", "agent_outcome": "solved"})
+    noted = api.patch(
+        f"/api/v1/calls/{answered}", json={"note": "Asked about the invoice", "agent_outcome": "solved"}
+    )
     assert noted.status_code == 200
     ticket = api.get(f"/api/v1/tickets/{call['ticket_id']}").json()
     [interaction] = [i for i in ticket["interactions"] if i["external_id"] == answered]
@@ -208,15 +234,143 @@ def test_numbers_in_any_form_answered_calls_notes_click_to_call_and_the_caller_l
     assert placed.status_code == 201, placed.text
     placed_sid = placed.json()["call_sid"]
     assert placed.json()["to_number"] == "+420601123456"
-    ringing_agent = webhook("voice", {**forms.callback_call_status("in-progress", 1, 5), "CallSid": placed_sid},
-                            query=f"agent={me['id']}")
+    ringing_agent = webhook(
+        "voice",
+        {**forms.callback_call_status("in-progress", 1, 5), "CallSid": placed_sid},
+        query=f"agent={me['id']}",
+    )
     assert f"agent-{me['id']}" in ringing_agent.text
-    webhook("status", {**forms.callback_call_status("completed", 2, 65, CallDuration="60"), "CallSid": placed_sid})
-    back = wait_until(lambda: (c := api.get(f"/api/v1/calls/{placed_sid}").json()).get("outcome") and c,
-                      timeout=20, what="the placed call's outcome")
-    assert (back["direction"], back["outcome"], back["ticket_id"]) == ("outbound", "answered", call["ticket_id"])
+    webhook(
+        "status", {**forms.callback_call_status("completed", 2, 65, CallDuration="60"), "CallSid": placed_sid}
+    )
+    back = wait_until(
+        lambda: (c := api.get(f"/api/v1/calls/{placed_sid}").json()).get("outcome") and c,
+        timeout=20,
+        what="the placed call's outcome",
+    )
+    assert (back["direction"], back["outcome"], back["ticket_id"]) == (
+        "outbound",
+        "answered",
+        call["ticket_id"],
+    )
 
     log = api.get("/api/v1/calls", params={"agent_id": me["id"]}).json()
     assert {c["call_sid"] for c in log["calls"]} >= {answered, placed_sid}
     everything = api.get("/api/v1/calls").json()
-    assert everything["total_inbound"] == 1 and everything["answer_rate"] == 1.0  # ringing calls have not ended
+    assert (
+        everything["total_inbound"] == 1 and everything["answer_rate"] == 1.0
+    )  # ringing calls have not ended
+
+
+class _FlakyRecordings(BaseHTTPRequestHandler):
+    """Twilio's recording endpoint: 503 for the first request, then the MP3."""
+
+    audio = b"ID3" + bytes(range(256)) * 20
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        _FlakyRecordings.requests.append(self.path)
+        if len(_FlakyRecordings.requests) == 1:
+            self.send_response(503)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.audio)))
+        self.end_headers()
+        self.wfile.write(self.audio)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def recordings():
+    _FlakyRecordings.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyRecordings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture()
+def menu_service(tmp_path, committed_db, redis_url, recordings):
+    lines = [
+        {
+            "number": forms.OUR_NUMBER,
+            "queue": "Hotline",
+            "language": "en",
+            "menu": {
+                "1": {"label": "Orders", "queue": "Hotline"},
+                "2": {"label": "Complaints", "queue": "Complaints"},
+            },
+        }
+    ]
+    yield from _start(
+        tmp_path,
+        CENTRALA_PHONE_LINES=json.dumps(lines),
+        CENTRALA_TWILIO_API_HOST=recordings,
+        CENTRALA_TWILIO_ACCOUNT_SID=forms.ACCOUNT_SID,
+    )
+
+
+def test_a_menu_then_voicemail_with_its_recording_fetched_after_a_failure(menu_service, recordings):
+    base_url, public_url = menu_service["base_url"], menu_service["public_url"]
+    api = httpx.Client(
+        base_url=base_url, headers={"Authorization": f"Bearer {menu_service['token']}"}, timeout=10
+    )
+
+    def webhook(kind: str, form: dict[str, str], query: str = "") -> httpx.Response:
+        path = f"/twilio/{kind}" + (f"?{query}" if query else "")
+        signature = RequestValidator(TOKEN).compute_signature(public_url + path, form)
+        response = httpx.post(
+            base_url + path, data=form, headers={"X-Twilio-Signature": signature}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response
+
+    me = api.get("/api/v1/agents/me/phone").json()
+    api.put(
+        f"/api/v1/agents/{me['id']}/queues", json={"queues": ["Complaints"]}
+    ).raise_for_status()  # offline
+    menu = webhook("voice", forms.voice_request())
+    assert "<Gather" in menu.text and "Complaints: press 2." in menu.text
+    # Nobody takes complaints calls right now: the caller goes to voicemail, in the line's language.
+    chosen = webhook("voice", forms.voice_request(Digits="2"), query="menu=1")
+    assert (
+        "<Record" in chosen.text and "queue=Complaints" in chosen.text and 'language="en-US"' in chosen.text
+    )
+
+    url = f"http://{recordings}/2010-04-01/Accounts/{forms.ACCOUNT_SID}/Recordings/{forms.RECORDING_SID}"
+    for kind, form, query in [
+        ("status", forms.call_status("in-progress", 1, 1), ""),
+        (
+            "recording",
+            {**forms.record_action(24, parent_status="completed"), "RecordingUrl": url},
+            "step=action&queue=Complaints",
+        ),
+        ("status", forms.call_status("completed", 2, 66, CallDuration="65"), ""),
+        ("recording", {**forms.recording_status("completed", 24), "RecordingUrl": url}, "queue=Complaints"),
+        (
+            "transcription",
+            {**forms.transcription("Please call me back about order 4711."), "RecordingUrl": url},
+            "",
+        ),
+    ]:
+        webhook(kind, form, query)
+
+    call = wait_until(
+        lambda: (c := api.get(f"/api/v1/calls/{forms.CALL_SID}").json()).get("recording_download") and c,
+        timeout=60,
+        what="the recording downloaded after the retry",
+    )
+    assert call["outcome"] == "voicemail" and call["queue"] == "Complaints"
+    assert call["transcription"] == "Please call me back about order 4711."
+    assert call["callback"]["state"] == "pending"
+    assert len(_FlakyRecordings.requests) >= 2
+    audio = api.get(call["recording_download"])
+    assert audio.content == _FlakyRecordings.audio
+    assert audio.headers["content-disposition"].startswith("attachment;")
+    ticket = api.get(f"/api/v1/tickets/{call['ticket_id']}").json()
+    [interaction] = ticket["interactions"]
+    assert "Transcription: Please call me back about order 4711." in interaction["text"]
+    assert [a["content_type"] for a in interaction["attachments"]] == ["audio/mpeg"]
