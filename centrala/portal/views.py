@@ -146,11 +146,12 @@ def check_post(page: Page, token: str) -> None:
     Raises:
         PermissionDeniedError: a cross-site request or a missing or wrong token.
     """
+    # Under Referrer-Policy: no-referrer browsers send "Origin: null" even for our own forms (Fetch §3.2.5),
+    # so null proves nothing either way; Sec-Fetch-Site, where sent, still does, and the token always must.
     origin = page.request.headers.get("origin")
-    if origin is not None:
-        if origin.lower() != page.settings.public_origin:
-            raise PermissionDeniedError("the form was sent from another site")
-    elif page.request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+    if origin is not None and origin != "null" and origin.lower() != page.settings.public_origin:
+        raise PermissionDeniedError("the form was sent from another site")
+    if page.request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         raise PermissionDeniedError("the form was sent from another site")
     bindings = [page.csrf_cookie if not page.new_csrf_cookie else ""]
     if page.contact is not None and page.session_secret:
