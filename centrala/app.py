@@ -37,6 +37,7 @@ from centrala.ingest import api as ingest_api
 from centrala.console import web as console
 from centrala.ingest import phone_api, twilio
 from centrala.ingest.ledger import LedgerQuarantine
+from centrala.portal import views as portal_views
 from centrala.tickets import api as tickets_api
 from centrala.tickets import attachments
 from centrala.tickets.api import SessionDep, SettingsDep
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console.router)
     app.mount("/console/static", console.static, name="console-static")
     app.add_exception_handler(console.SignInRequired, _to_sign_in)
+    app.include_router(portal_views.router)
+    app.add_middleware(portal_views.SecurityHeaders, hsts=app.state.settings.public_url_is_https)
     return app
 
 
@@ -81,8 +84,11 @@ async def _to_sign_in(request: Request, error: Exception) -> Response:
     return RedirectResponse(f"/console/login?{urlencode({'next': target})}", status_code=303)
 
 
-async def _error_response(request: Request, error: Exception) -> JSONResponse:
+async def _error_response(request: Request, error: Exception) -> Response:
     status_code = next(ERROR_STATUS[cls] for cls in type(error).__mro__ if cls in ERROR_STATUS)
+    if request.url.path == "/portal" or request.url.path.startswith("/portal/"):
+        # Customers get pages (a 401 becomes the sign-in page), in their language.
+        return portal_views.error_response(request, request.app.state.settings, status_code, str(error))
     headers = None
     if status_code == 401:
         # RFC 6750 §3: a 401 names the scheme the client should use.

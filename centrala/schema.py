@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from centrala.core.db import Base, get_engine
 import centrala.ingest.models  # noqa: F401  (registers the tables)
+import centrala.portal.models  # noqa: F401
 import centrala.tickets.models  # noqa: F401
 import centrala.tickets.phone_models  # noqa: F401
 

@@ -26,6 +26,7 @@ from centrala.console.worklists import work_lists
 from centrala.core import clock
 from centrala.core.db import get_read_sessionmaker
 from centrala.core.errors import NotFoundError
+from centrala.core.forms import comes_from_our_pages
 from centrala.core.live import event_stream_response
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings
@@ -128,21 +129,8 @@ SignedInDep = Annotated[SignedIn, Depends(signed_in)]
 
 
 def same_origin(request: Request, settings: Settings) -> bool:
-    """Whether a POST comes from our own pages: ``Sec-Fetch-Site`` and ``Origin`` (when the browser sends them)
-    name our public origin or the one this request was made to."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    allowed = {_origin(settings.public_url), _origin(str(request.base_url))}
-    return origin.rstrip("/") in allowed
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    """Whether a POST comes from our own pages (see ``core.forms``)."""
+    return comes_from_our_pages(request, settings.public_origin)
 
 
 def _forbidden(request: Request, settings: Settings) -> HTMLResponse:

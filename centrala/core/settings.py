@@ -217,6 +217,15 @@ class Settings(BaseSettings):
     ack_max_per_recipient: int = Field(default=3, ge=0)
     ack_window_minutes: int = Field(default=60, ge=1)
 
+    # Customer portal: sign-in links live this many minutes, sessions this many hours; dates are shown in
+    # this time zone. Sign-in requests are limited per address and per client address within the window.
+    portal_link_minutes: int = Field(default=10, ge=1, le=60)
+    portal_session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    portal_timezone: str = "Europe/Prague"
+    portal_rate_window_seconds: int = Field(default=900, ge=1)
+    portal_sign_in_per_address: int = Field(default=5, ge=1)
+    portal_sign_in_per_client: int = Field(default=30, ge=1)
+
     @field_validator("mailboxes", "log_mailboxes", mode="before")
     @classmethod
     def _split_mailboxes(cls, value: object) -> object:
@@ -303,6 +312,17 @@ class Settings(BaseSettings):
                         "use imaps:// or ?starttls=1 in production"
                     )
         return self
+
+    @property
+    def public_url_is_https(self) -> bool:
+        """Whether the public address is served over TLS: the portal then asks for HSTS."""
+        return urlsplit(self.public_url).scheme == "https"
+
+    @property
+    def public_origin(self) -> str:
+        """``scheme://host[:port]`` of the public URL, as browsers send it in the Origin header."""
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
 
     @property
     def effective_database_url(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -15,13 +17,17 @@ from centrala.core.settings import Settings, get_settings
 from centrala.tickets import contacts, queries
 from centrala.tickets.agents import authenticate_token
 from centrala.tickets.models import Agent, TicketStatus
+from centrala.tickets.csat import summarize_csat
 from centrala.tickets.outbox import queue_reply
+from centrala.tickets.status import change_ticket_status
 from centrala.tickets.schemas import (
     ContactCreate,
     ContactDetailRead,
     ContactRead,
+    CsatReportRead,
     InteractionRead,
     ReplyCreate,
+    StatusChange,
     TicketDetailRead,
     TicketRead,
 )
@@ -113,6 +119,32 @@ def create_reply(
     )
     session.commit()
     return InteractionRead.model_validate(outbound.interaction)
+
+
+@router.post("/tickets/{ticket_id}/status", tags=["tickets"])
+def set_ticket_status(
+    session: SessionDep, settings: SettingsDep, ticket_id: TicketReference, change: StatusChange
+) -> TicketDetailRead:
+    """Change the ticket's status; its SLA clocks follow, and resolving it asks the customer for a rating."""
+    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id)
+    change_ticket_status(session=session, ticket=ticket, status=change.status, now=clock.now(), settings=settings)
+    session.commit()
+    session.expire_all()
+    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id, with_interactions=True)
+    return TicketDetailRead.from_ticket_with_interactions(ticket)
+
+
+@router.get("/reports/csat", tags=["reports"])
+def csat_report(
+    session: SessionDep,
+    since: Annotated[datetime, Query(description="Surveys requested at or after this instant")],
+    until: Annotated[datetime, Query(description="Surveys requested before this instant")],
+) -> CsatReportRead:
+    """Customer satisfaction: how many ratings were asked and answered, their average and distribution."""
+    if since.tzinfo is None or until.tzinfo is None:
+        raise InvalidInputError("since and until need a time zone offset")
+    summary = summarize_csat(session=session, since=since, until=until)
+    return CsatReportRead(since=since, until=until, **dataclasses.asdict(summary))
 
 
 @router.get("/contacts", tags=["contacts"])

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -84,6 +85,15 @@ class AgentAvailability(enum.StrEnum):
     OFFLINE = "offline"
 
 
+class CaseType(enum.StrEnum):
+    """What a customer says a case is about when they open it in the portal."""
+
+    QUESTION = "question"
+    COMPLAINT = "complaint"
+    RETURN = "return"
+    SERVICE = "service"
+
+
 class OrganizationKind(enum.StrEnum):
     CUSTOMER = "customer"
     PARTNER = "partner"
@@ -95,6 +105,9 @@ class OutboundKind(enum.StrEnum):
     REPLY = "reply"
     ACKNOWLEDGEMENT = "acknowledgement"
     NOTIFICATION = "notification"
+    # The portal's sign-in link and the request to rate a resolved ticket.
+    SIGN_IN = "sign_in"
+    SURVEY = "survey"
 
 
 class OutboundState(enum.StrEnum):
@@ -163,6 +176,8 @@ class Contact(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     # Created for an unknown caller from the number alone, to be completed (or merged) by an agent.
     is_provisional: Mapped[bool] = mapped_column(default=False)
+    # Sees every case of their organisation in the portal, not only their own.
+    is_org_manager: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -269,7 +284,11 @@ class Ticket(Base):
     """A case worked against service targets; shown to people as ``T-<number>``."""
 
     __tablename__ = "ticket"
-    __table_args__ = (Index(None, "status", "updated_at"),)
+    __table_args__ = (
+        Index(None, "status", "updated_at"),
+        # A customer's cases, most recently updated first: the portal's list is a range scan of this index.
+        Index(None, "contact_id", "updated_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subject: Mapped[str] = mapped_column(String(500), default="")
@@ -286,6 +305,8 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # A follow-up that arrived after the reopen window of a closed ticket opens a new ticket linked here.
     follows_up_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
+    # Set when the customer opened the case in the portal and said what it is about.
+    case_type: Mapped[CaseType | None] = mapped_column(str_enum(CaseType))
 
     contact: Mapped[Contact] = relationship()
     assignee: Mapped[Agent | None] = relationship()
@@ -587,3 +608,29 @@ class SlaSegment(Base):
 
 # The ticket's clocks in order, for reading (clocks are written through tickets.sla_clocks only).
 Ticket.sla_clocks = relationship(SlaClock, viewonly=True, order_by=SlaClock.id)
+
+
+class CsatSurvey(Base):
+    """The customer's rating of one resolution of a ticket: asked when it is resolved, answered at most once.
+
+    ``cycle`` counts the ticket's resolutions (1 for the first); a ticket reopened and resolved again is asked
+    again, under the next cycle.
+    """
+
+    __tablename__ = "csat_survey"
+    __table_args__ = (UniqueConstraint("ticket_id", "cycle"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    cycle: Mapped[int] = mapped_column(Integer)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # 1 (very unhappy) to 5 (very happy); None until answered.
+    rating: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    answered_by_contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="SET NULL"))
+
+    ticket: Mapped[Ticket] = relationship()
+
+
+Ticket.csat_surveys = relationship(CsatSurvey, viewonly=True, order_by=CsatSurvey.cycle)

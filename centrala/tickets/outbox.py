@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from html import escape as html_escape
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ from centrala.tickets.models import (
     Agent,
     Attachment,
     Channel,
+    Contact,
     ContactEmail,
     Direction,
     Interaction,
@@ -107,6 +109,13 @@ def queue_reply(
     message_id = _new_message_id(ticket=ticket, mailbox=mailbox, settings=settings)
     subject = reply_subject(ticket)
     # Composed before anything is recorded: a refused header leaves nothing behind.
+    # Every e-mail to the customer says where to follow the case; the timeline keeps the agent's words only.
+    footer = templates.render_portal_link(
+        language=ticket.contact.language,
+        mailbox=mailbox,
+        link=portal_ticket_url(ticket=ticket, settings=settings),
+        template_dir=settings.mail_template_dir,
+    )
     message = compose_email(
         sender=MailAddress(mailbox, settings.mail_from_name),
         to=[MailAddress(recipient, ticket.contact.name)],
@@ -114,8 +123,8 @@ def queue_reply(
         subject=subject,
         message_id=message_id,
         date=now,
-        text=text,
-        html=html,
+        text=f"{text.rstrip()}\n\n{footer}",
+        html=f"{html}\n<p>{html_escape(footer)}</p>" if html is not None else None,
         reply_to=_reply_address(ticket=ticket, mailbox=mailbox, settings=settings),
         in_reply_to=in_reply_to,
         references=references,
@@ -311,6 +320,77 @@ def _queue_notification(
         raw=message.as_bytes(),
         now=now,
     )
+
+
+def queue_sign_in_link(
+    *, session: Session, contact: Contact, address: str, link: str, now: datetime, settings: Settings
+) -> OutboundEmail:
+    """Queue the portal's sign-in e-mail carrying the one-time ``link`` to ``address``, one of the contact's.
+
+    It is ``Auto-Submitted: auto-generated`` (RFC 3834 §5) and recorded on no timeline: the link is a secret
+    for the person alone, and the raw bytes in the outbox are kept only until the link expires anyway.
+    """
+    if not settings.mailboxes:
+        raise ConfigurationError("no mailbox is configured to send from (CENTRALA_MAILBOXES)")
+    mailbox = settings.mailboxes[0]
+    # Not a ticket's signed id: an answer to this mail must thread nowhere.
+    message_id = f"<portal.{new_nonce()}@{mailbox.rsplit('@', 1)[1]}>"
+    text = templates.render_sign_in(
+        language=contact.language, mailbox=mailbox, link=link, team=settings.mail_from_name,
+        template_dir=settings.mail_template_dir,
+    )
+    message = compose_email(
+        sender=MailAddress(mailbox, settings.mail_from_name),
+        to=[MailAddress(address, contact.name)],
+        subject=_SIGN_IN_SUBJECTS[templates.language_for(contact.language)],
+        message_id=message_id,
+        date=now,
+        text=text,
+        auto_submitted="auto-generated",
+    )
+    return _add_to_outbox(
+        session=session, kind=OutboundKind.SIGN_IN, ticket=None, interaction=None, mailbox=mailbox,
+        to=[address], cc=[], message_id=message_id, raw=message.as_bytes(), now=now,
+    )
+
+
+def queue_survey_request(
+    *, session: Session, ticket: Ticket, link: str, now: datetime, settings: Settings
+) -> OutboundEmail | None:
+    """Ask the ticket's customer to rate its resolution at ``link``; None when they have no deliverable address."""
+    try:
+        recipient = reply_recipient(session=session, ticket=ticket)
+    except InvalidInputError:
+        log.info("no survey request for ticket %s: no deliverable address", ticket.number)
+        return None
+    mailbox = sender_mailbox(ticket=ticket, settings=settings)
+    message_id = _new_message_id(ticket=ticket, mailbox=mailbox, settings=settings)
+    text = templates.render_survey(
+        language=ticket.contact.language, mailbox=mailbox, ticket_number=ticket.number, link=link,
+        team=settings.mail_from_name, template_dir=settings.mail_template_dir,
+    )
+    message = compose_email(
+        sender=MailAddress(mailbox, settings.mail_from_name),
+        to=[MailAddress(recipient, ticket.contact.name)],
+        subject=reply_subject(ticket),
+        message_id=message_id,
+        date=now,
+        text=text,
+        reply_to=_reply_address(ticket=ticket, mailbox=mailbox, settings=settings),
+        auto_submitted="auto-generated",
+    )
+    return _add_to_outbox(
+        session=session, kind=OutboundKind.SURVEY, ticket=ticket, interaction=None, mailbox=mailbox,
+        to=[recipient], cc=[], message_id=message_id, raw=message.as_bytes(), now=now,
+    )
+
+
+_SIGN_IN_SUBJECTS = {
+    "en": "Your sign-in link",
+    "cs": "Váš odkaz pro přihlášení",
+    "pl": "Twój link do logowania",
+    "uk": "Ваше посилання для входу",
+}
 
 
 def sender_mailbox(*, ticket: Ticket, settings: Settings) -> str:

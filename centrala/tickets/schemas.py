@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from centrala.tickets.models import (
+    CaseType,
     Channel,
     ClockState,
     Contact,
@@ -107,11 +108,23 @@ class TicketRead(BaseModel):
         return cls(**_ticket_fields(ticket), interaction_count=interaction_count)
 
 
+class CsatRead(ReadModel):
+    """The customer's rating of one resolution (``cycle`` 1 for the first); ``rating`` None until answered."""
+
+    cycle: int
+    requested_at: datetime
+    rating: int | None = Field(ge=1, le=5, examples=[5])
+    comment: str | None
+    answered_at: datetime | None
+
+
 class TicketDetailRead(TicketRead):
     """A ticket with its interactions, oldest first."""
 
     interactions: list[InteractionRead]
     sla: list[SlaClockRead] = Field(default_factory=list, description="The ticket's SLA clocks, oldest first")
+    case_type: CaseType | None = Field(default=None, description="What the customer said the case is about")
+    csat: list[CsatRead] = Field(default_factory=list, description="Ratings asked per resolution, oldest first")
 
     @classmethod
     def from_ticket_with_interactions(cls, ticket: Ticket) -> TicketDetailRead:
@@ -121,6 +134,8 @@ class TicketDetailRead(TicketRead):
             interaction_count=len(interactions),
             interactions=interactions,
             sla=[SlaClockRead.model_validate(clock) for clock in ticket.sla_clocks],
+            case_type=ticket.case_type,
+            csat=[CsatRead.model_validate(survey) for survey in ticket.csat_surveys],
         )
 
 
@@ -219,3 +234,22 @@ def _contact_fields(contact: Contact) -> dict[str, object]:
         "created_at": contact.created_at,
         "updated_at": contact.updated_at,
     }
+
+
+class StatusChange(BaseModel):
+    """A new status for a ticket; ``resolved`` asks the customer to rate the resolution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: TicketStatus
+
+
+class CsatReportRead(BaseModel):
+    """Satisfaction ratings of the surveys requested in ``[since, until)``."""
+
+    since: datetime
+    until: datetime
+    requested: int
+    answered: int
+    average: float | None = Field(examples=[4.3])
+    counts: dict[int, int] = Field(description="How many answers gave each rating, 1 to 5")

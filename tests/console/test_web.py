@@ -125,6 +125,11 @@ def test_sign_in_is_rate_limited_per_address(web, agent):
     assert limited.status_code == 429 and "Too many attempts" in limited.text
 
 
+def test_sign_in_accepts_the_null_origin_browsers_send_under_no_referrer(web, agent):
+    # Chromium sends "Origin: null" for our own forms because our pages say Referrer-Policy: no-referrer.
+    assert sign_in(web, **{"Origin": "null", "Sec-Fetch-Site": "same-origin"}).status_code == 303
+
+
 def test_sign_in_refuses_a_cross_site_form_and_a_foreign_next(web, agent):
     assert sign_in(web, Origin="https://evil.example").status_code == 403
     assert sign_in(web, **{"Sec-Fetch-Site": "cross-site"}).status_code == 403

@@ -169,7 +169,11 @@ def test_reply_is_recorded_and_queued_with_signed_threading_headers(session, age
         "support@localhost",
         ticket.id,
     )
-    assert message.get_body(("plain",)).get_content().strip() == "Zkuste to prosím znovu."
+    plain = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    # The agent's words, then where the customer follows the case (every e-mail to the customer has it).
+    assert plain.startswith("Zkuste to prosím znovu.\n\n--\n")
+    assert f"/portal/tickets/{ticket.number}" in plain
+    assert outbound.interaction.text == "Zkuste to prosím znovu."
     assert "<b>znovu</b>" in message.get_body(("html",)).get_content()
 
 

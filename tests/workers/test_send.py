@@ -151,7 +151,10 @@ def test_api_reply_is_queued_and_the_job_delivers_it_to_the_maildir(db, job_sett
             "support@localhost",
             ticket_id,
         )
-        assert message.get_content().strip() == "Zkuste to znovu."
+        # The agent's words, then the case's portal link that every e-mail to the customer carries.
+        content = message.get_content().replace("\r\n", "\n")
+        assert content.startswith("Zkuste to znovu.\n\n--\n")
+        assert content.rstrip().endswith(f"/portal/tickets/{ticket.number}")
 
         detail = client.get(f"/api/v1/tickets/{ticket_id}", headers=auth).json()
         assert detail["interactions"][-1]["delivery_state"] == "sent"

@@ -38,6 +38,26 @@ def render_acknowledgement(
     )
 
 
+def render_sign_in(*, language: str | None, mailbox: str, link: str, team: str, template_dir: Path | None = None) -> str:
+    """The body of the portal's sign-in e-mail carrying the one-time ``link``."""
+    text = _load("sign_in", language_for(language), mailbox, template_dir)
+    return Template(text).safe_substitute(link=link, team=team).strip() + "\n"
+
+
+def render_survey(
+    *, language: str | None, mailbox: str, ticket_number: str, link: str, team: str, template_dir: Path | None = None
+) -> str:
+    """The body of the request to rate a resolved ticket, with the link to the portal's rating form."""
+    text = _load("survey", language_for(language), mailbox, template_dir)
+    return Template(text).safe_substitute(number=ticket_number, link=link, team=team).strip() + "\n"
+
+
+def render_portal_link(*, language: str | None, mailbox: str, link: str, template_dir: Path | None = None) -> str:
+    """The closing lines of a reply to a customer: where to follow the case in the portal."""
+    text = _load("portal_link", language_for(language), mailbox, template_dir)
+    return Template(text).safe_substitute(link=link).strip() + "\n"
+
+
 def _load(name: str, language: str, mailbox: str, template_dir: Path | None) -> str:
     # A mailbox's own text in the language wins; else the shipped one in the same language.
     if template_dir is not None and _MAILBOX_DIRECTORY.fullmatch(mailbox.lower()):

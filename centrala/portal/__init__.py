@@ -1,0 +1,1 @@
+"""Customer self-service portal: magic-link sign-in, the customer's cases, replies, ratings, four languages."""
