@@ -326,8 +326,9 @@ def live(request: Request, settings: SettingsDep) -> Response:
     Authenticated with a database session closed before streaming starts: a stream lasts for hours.
     """
     with get_read_sessionmaker()() as session:
-        current = load_session(session=session, token=request.cookies.get(SESSION_COOKIE), now=clock.now(),
-                               touch=False)
+        current = load_session(
+            session=session, token=request.cookies.get(SESSION_COOKIE), now=clock.now(), touch=False
+        )
         agent_id = current.agent.id if current is not None else None
     if agent_id is None:
         return Response("sign in first\n", status_code=401, media_type="text/plain")

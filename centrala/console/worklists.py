@@ -19,7 +19,7 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 
-OPEN_STATES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+OPEN_STATES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING, TicketStatus.THIRD_PARTY)
 LIST_LIMIT = 50
 
 
@@ -58,7 +58,9 @@ def work_lists(*, session: Session, agent: Agent) -> WorkLists:
         Ticket.status.in_((TicketStatus.NEW, TicketStatus.OPEN)),
         *in_my_queues,
     )
-    waiting = _items(session, Ticket.status == TicketStatus.PENDING, *in_my_queues)
+    waiting = _items(
+        session, Ticket.status.in_((TicketStatus.PENDING, TicketStatus.THIRD_PARTY)), *in_my_queues
+    )
     due = (
         select(SlaClock.ticket_id, func.min(SlaClock.due_at).label("due_at"))
         .where(SlaClock.state == ClockState.RUNNING, SlaClock.due_at.is_not(None))

@@ -16,10 +16,9 @@ from centrala.core.errors import AuthenticationError, InvalidInputError
 from centrala.core.settings import Settings, get_settings
 from centrala.tickets import contacts, queries
 from centrala.tickets.agents import authenticate_token
-from centrala.tickets.models import Agent, TicketStatus
 from centrala.tickets.csat import summarize_csat
+from centrala.tickets.models import Agent, Queue, TicketStatus
 from centrala.tickets.outbox import queue_reply
-from centrala.tickets.status import change_ticket_status
 from centrala.tickets.schemas import (
     ContactCreate,
     ContactDetailRead,
@@ -27,12 +26,17 @@ from centrala.tickets.schemas import (
     CsatReportRead,
     InteractionRead,
     ReplyCreate,
+    SlaDueRead,
     StatusChange,
     TicketDetailRead,
     TicketRead,
+    TicketUpdate,
 )
+from centrala.tickets.sla_clocks import recompute_ticket_clocks
+from centrala.tickets.status import change_ticket_status
 
 MAX_PAGE_SIZE = 200
+MAX_DUE_WINDOW = 60 * 24 * 30
 
 SessionDep = Annotated[Session, Depends(get_db)]
 
@@ -119,6 +123,54 @@ def create_reply(
     )
     session.commit()
     return InteractionRead.model_validate(outbound.interaction)
+
+
+@router.patch("/tickets/{ticket_id}", tags=["tickets"])
+def update_ticket(session: SessionDep, ticket_id: TicketReference, change: TicketUpdate) -> TicketDetailRead:
+    """Change the ticket's priority, assignee or queue. Its open SLA clocks follow: a new priority or a queue
+    under another policy moves their targets and due times (the time already measured is kept)."""
+    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id)
+    given = change.model_fields_set
+    if "priority" in given:
+        if change.priority is None:
+            raise InvalidInputError("priority cannot be empty")
+        ticket.priority = change.priority
+    if "assignee_id" in given:
+        if change.assignee_id is not None and session.get(Agent, change.assignee_id) is None:
+            raise InvalidInputError(f"no agent {change.assignee_id}")
+        ticket.assignee_id = change.assignee_id
+    if "queue_id" in given:
+        if change.queue_id is not None and session.get(Queue, change.queue_id) is None:
+            raise InvalidInputError(f"no queue {change.queue_id}")
+        ticket.queue_id = change.queue_id
+    session.flush()
+    session.refresh(ticket)
+    if given & {"priority", "queue_id"}:
+        recompute_ticket_clocks(session=session, ticket=ticket)
+    ticket.updated_at = max(ticket.updated_at, clock.now())
+    session.commit()
+    session.expire_all()
+    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id, with_interactions=True)
+    return TicketDetailRead.from_ticket_with_interactions(ticket)
+
+
+@router.get("/sla/due", tags=["tickets"])
+def sla_due(
+    session: SessionDep,
+    within_minutes: Annotated[int, Query(ge=0, le=MAX_DUE_WINDOW, description="Due within this many minutes")] = 60,
+    limit: Limit = 50,
+) -> list[SlaDueRead]:
+    """Open tickets whose running SLA clock is breached or due within ``within_minutes``, nearest first."""
+    due = queries.clocks_due(session=session, now=clock.now(), within_minutes=within_minutes, limit=limit)
+    return [
+        SlaDueRead(
+            ticket=TicketRead.from_ticket(ticket, 0),
+            metric=running.metric,
+            due_at=running.due_at,
+            breached=running.breached_at is not None,
+        )
+        for ticket, running in due
+    ]
 
 
 @router.post("/tickets/{ticket_id}/status", tags=["tickets"])

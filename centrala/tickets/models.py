@@ -46,7 +46,8 @@ def str_enum(enum_class: type[enum.Enum]) -> Enum:
 class TicketStatus(enum.StrEnum):
     NEW = "new"
     OPEN = "open"
-    PENDING = "pending"
+    PENDING = "pending"  # waiting on the customer
+    THIRD_PARTY = "third_party"  # waiting on a third party (a supplier, a carrier, another team)
     RESOLVED = "resolved"
     CLOSED = "closed"
 
@@ -562,6 +563,7 @@ class SlaClock(Base):
     __table_args__ = (
         UniqueConstraint("ticket_id", "metric", "cycle"),
         Index(None, "next_check_at"),
+        Index(None, "state", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

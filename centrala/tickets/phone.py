@@ -42,7 +42,7 @@ from centrala.tickets.sla_clocks import (
 )
 from centrala.tickets.tickets import add_interaction, note_customer_activity, open_ticket
 
-OPEN_TICKET_STATES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+OPEN_TICKET_STATES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING, TicketStatus.THIRD_PARTY)
 UNANSWERED_OUTCOMES = ("missed", "voicemail", "busy", "failed")
 # The suggestions of a screen-pop warn of a clock due within this many business minutes.
 SOON_MINUTES = 120

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from centrala.core.errors import NotFoundError
 from centrala.tickets.contacts import WITH_CONTACT_DETAILS
-from centrala.tickets.models import Contact, Interaction, Ticket, TicketStatus, parse_ticket_number
+from centrala.tickets.models import (
+    ClockState,
+    Contact,
+    Interaction,
+    SlaClock,
+    Ticket,
+    TicketStatus,
+    parse_ticket_number,
+)
 
 # Primary keys are 32-bit integers on PostgreSQL; a larger id names nothing and is answered without a query.
 MAX_ID = 2**31 - 1
@@ -125,3 +134,23 @@ def list_contact_timeline(
         .limit(limit)
     )
     return list(session.scalars(statement))
+
+
+def clocks_due(
+    *, session: Session, now: datetime, within_minutes: int, limit: int = 50
+) -> list[tuple[Ticket, SlaClock]]:
+    """Open tickets with a running clock breached or due by ``now + within_minutes``, nearest due first (one
+    row per clock; an index on the clocks' state and due instant keeps it independent of the open tickets)."""
+    rows = session.execute(
+        select(Ticket, SlaClock)
+        .join(SlaClock, SlaClock.ticket_id == Ticket.id)
+        .where(
+            SlaClock.state == ClockState.RUNNING,
+            SlaClock.due_at.is_not(None),
+            SlaClock.due_at <= now + timedelta(minutes=within_minutes),
+        )
+        .order_by(SlaClock.due_at, SlaClock.id)
+        .limit(limit)
+        .options(selectinload(Ticket.contact).selectinload(Contact.emails), selectinload(Ticket.queue))
+    ).all()
+    return [(ticket, clock) for ticket, clock in rows]

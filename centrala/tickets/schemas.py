@@ -139,6 +139,15 @@ class TicketDetailRead(TicketRead):
         )
 
 
+class SlaDueRead(BaseModel):
+    """A ticket with its running SLA clock that is breached or due soon."""
+
+    ticket: TicketRead
+    metric: SlaMetric
+    due_at: datetime | None
+    breached: bool
+
+
 class SlaClockRead(ReadModel):
     """One SLA clock; ``achieved_minutes`` counts the business minutes of its closed running stretches."""
 
@@ -172,6 +181,17 @@ def _ticket_fields(ticket: Ticket) -> dict[str, object]:
         "resolved_at": ticket.resolved_at,
         "closed_at": ticket.closed_at,
     }
+
+
+class TicketUpdate(BaseModel):
+    """Fields of a ticket an agent changes; those left out stay as they are (``null`` clears the assignee or
+    queue)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: TicketPriority | None = None
+    assignee_id: int | None = None
+    queue_id: int | None = None
 
 
 class ReplyCreate(BaseModel):

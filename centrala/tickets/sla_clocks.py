@@ -52,6 +52,7 @@ CHECK_JOB = "centrala.workers.jobs.check_sla_clock"
 OPEN_STATES = (ClockState.RUNNING, ClockState.PAUSED)
 RESPONSE_METRICS = (SlaMetric.FIRST_RESPONSE, SlaMetric.NEXT_RESPONSE)
 CAUSE_WAITING_ON_CUSTOMER = "waiting on customer"
+CAUSE_WAITING_ON_THIRD_PARTY = "waiting on third party"
 CAUSE_RUNNING = "awaiting us"
 CAUSE_OUTSIDE_HOURS = "outside business hours"
 # Interactions that answer the customer: an agent's e-mail or portal reply, or a call an agent took part in.
@@ -332,10 +333,12 @@ def on_status_change(
 def sync_clocks_with_status(
     *, session: Session, ticket: Ticket, now: datetime, cause: str = CAUSE_WAITING_ON_CUSTOMER
 ) -> None:
-    """Pending pauses running clocks (``cause``); resolved or closed meets resolution and cancels response
-    clocks; new or open resumes paused clocks."""
+    """Pending pauses running clocks (``cause``), waiting on a third party pauses them for that cause;
+    resolved or closed meets resolution and cancels response clocks; new or open resumes paused clocks."""
     clocks = [clock for clock in _clocks(session=session, ticket=ticket) if clock.state in OPEN_STATES]
-    if ticket.status is TicketStatus.PENDING:
+    if ticket.status is TicketStatus.THIRD_PARTY:
+        cause = CAUSE_WAITING_ON_THIRD_PARTY
+    if ticket.status in (TicketStatus.PENDING, TicketStatus.THIRD_PARTY):
         for clock in clocks:
             if clock.state is ClockState.RUNNING:
                 transition_clock(session=session, clock=clock, to=ClockState.PAUSED, now=now, cause=cause)
@@ -368,9 +371,13 @@ def recompute_open_clocks(
 
 
 def recompute_ticket_clocks(*, session: Session, ticket: Ticket) -> None:
-    """After a change to the ticket (its priority): new targets for its open clocks."""
+    """After a change to the ticket (priority, queue, contact): its open clocks move to the policy that now
+    applies, with that policy's targets for the ticket's priority. Time already measured is kept."""
+    policy = choose_policy(session=session, ticket=ticket)
     for clock in _clocks(session=session, ticket=ticket):
         if clock.state in OPEN_STATES:
+            if policy is not None and clock.policy_id != policy.id:
+                clock.policy = policy
             _recompute(session=session, clock=clock)
 
 

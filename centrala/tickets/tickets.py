@@ -164,7 +164,7 @@ def open_ticket(
 
 def note_customer_activity(*, ticket: Ticket, now: datetime) -> None:
     """A customer wrote: the ticket is theirs to answer again, reopened if it was resolved or closed."""
-    if ticket.status in (TicketStatus.PENDING, TicketStatus.RESOLVED, TicketStatus.CLOSED):
+    if ticket.status not in (TicketStatus.NEW, TicketStatus.OPEN):
         ticket.status = TicketStatus.OPEN
         ticket.resolved_at = None
         ticket.closed_at = None
