@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from urllib.parse import urlencode
 from typing import Annotated
+from urllib.parse import urlencode
 
 import redis
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from centrala import __version__
+from centrala.console import web as console
 from centrala.core.embedded import embedded_redis_url
 from centrala.core.errors import (
     AuthenticationError,
@@ -34,12 +35,11 @@ from centrala.core.errors import (
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings, get_settings
 from centrala.ingest import api as ingest_api
-from centrala.console import web as console
 from centrala.ingest import phone_api, twilio
 from centrala.ingest.ledger import LedgerQuarantine
 from centrala.portal import views as portal_views
 from centrala.tickets import api as tickets_api
-from centrala.tickets import attachments
+from centrala.tickets import attachments, sla_api
 from centrala.tickets.api import SessionDep, SettingsDep
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(error_class, _error_response)
     app.include_router(health_router)
     app.include_router(tickets_api.router)
+    app.include_router(sla_api.router)
     app.include_router(attachments.router)
     app.include_router(ingest_api.router)
     app.include_router(phone_api.router)
@@ -125,7 +126,7 @@ def get_health_redis(settings: SettingsDep) -> Iterator[redis.Redis | None]:
             socket_timeout=HEALTH_TIMEOUT_SECONDS,
             retry=Retry(NoBackoff(), retries=0),
         )
-    except Exception:  # noqa: BLE001 - e.g. the embedded server failing to start: report it, don't crash
+    except Exception:
         log.warning("health check: no Redis client", exc_info=True)
         yield None
         return

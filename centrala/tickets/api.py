@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from centrala.core import clock
@@ -17,12 +18,13 @@ from centrala.core.settings import Settings, get_settings
 from centrala.tickets import contacts, queries
 from centrala.tickets.agents import authenticate_token
 from centrala.tickets.csat import summarize_csat
-from centrala.tickets.models import Agent, Queue, TicketStatus
+from centrala.tickets.models import Agent, Queue, Ticket, TicketStatus
 from centrala.tickets.outbox import queue_reply
 from centrala.tickets.schemas import (
     ContactCreate,
     ContactDetailRead,
     ContactRead,
+    ContactUpdate,
     CsatReportRead,
     InteractionRead,
     ReplyCreate,
@@ -234,8 +236,38 @@ def create_contact(session: SessionDep, settings: SettingsDep, contact: ContactC
         now=clock.now(),
         region=settings.default_region,
     )
+    created.segment = _segment(contact.segment)
     session.commit()
     return ContactRead.from_contact(created)
+
+
+@router.patch("/contacts/{contact_id}", tags=["contacts"])
+def update_contact(session: SessionDep, contact_id: int, change: ContactUpdate) -> ContactRead:
+    """Change a contact's name, language or segment. A new segment moves the open SLA clocks of the contact's
+    tickets to the policy that now applies."""
+    contact = queries.get_contact_or_raise(session=session, contact_id=contact_id)
+    given = change.model_fields_set
+    if "name" in given:
+        contact.name = " ".join((change.name or "").split())
+    if "language" in given:
+        contact.language = (change.language or "").strip() or None
+    if "segment" in given:
+        contact.segment = _segment(change.segment)
+    contact.updated_at = clock.now()
+    session.flush()
+    if "segment" in given:
+        for ticket in session.scalars(select(Ticket).where(Ticket.contact_id == contact.id)):
+            recompute_ticket_clocks(session=session, ticket=ticket)
+    session.commit()
+    return ContactRead.from_contact(queries.get_contact_or_raise(session=session, contact_id=contact_id))
+
+
+def _segment(value: str | None) -> str | None:
+    """A segment as stored: one lower-case word (letters, digits, ``-``, ``_``), or None."""
+    segment = (value or "").strip().lower()
+    if segment and not segment.replace("-", "").replace("_", "").isalnum():
+        raise InvalidInputError("a segment is one word of letters, digits, '-' or '_'")
+    return segment or None
 
 
 @router.get("/contacts/{contact_id}", tags=["contacts"])

@@ -177,6 +177,8 @@ class Contact(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     # Created for an unknown caller from the number alone, to be completed (or merged) by an agent.
     is_provisional: Mapped[bool] = mapped_column(default=False)
+    # A customer segment ("vip", "b2b", "b2c", "partner", or any word the team uses): SLA policies may match it.
+    segment: Mapped[str | None] = mapped_column(String(32), index=True)
     # Sees every case of their organisation in the portal, not only their own.
     is_org_manager: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -279,6 +281,8 @@ class Queue(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     email_address: Mapped[str | None] = mapped_column(String(320), unique=True)
+    # The team lead told of the queue's SLA escalations (policy action "notify_team_lead").
+    lead_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id", ondelete="SET NULL"))
 
 
 class Ticket(Base):
@@ -524,8 +528,8 @@ class SlaPolicy(Base):
 
     The matching policy with the lowest ``precedence`` applies, else the default one. ``targets`` maps a
     priority (or ``"default"``) to ``{metric: business minutes}``; a metric left out gets no clock.
-    ``escalations`` is a list of ``{"on": "warning"|"breach", "action": "notify_assignee"|"notify_queue"|
-    "notify_address"|"raise_priority"|"reassign", "queue_id": int, "address": str}``.
+    ``escalations`` is a list of ``{"on": "warning"|"breach", "action": "notify_assignee"|"notify_team_lead"|
+    "notify_queue"|"notify_address"|"raise_priority"|"reassign", "queue_id": int, "address": str}``.
     """
 
     __tablename__ = "sla_policy"
@@ -539,6 +543,7 @@ class SlaPolicy(Base):
     priority: Mapped[TicketPriority | None] = mapped_column(str_enum(TicketPriority))
     organization_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id", ondelete="CASCADE"))
     channel: Mapped[Channel | None] = mapped_column(str_enum(Channel))
+    segment: Mapped[str | None] = mapped_column(String(32))
     # None: round the clock in UTC.
     calendar_id: Mapped[int | None] = mapped_column(ForeignKey("business_calendar.id", ondelete="RESTRICT"))
     targets: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON, default=dict)

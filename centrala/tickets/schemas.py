@@ -212,12 +212,24 @@ class ContactCreate(BaseModel):
     emails: list[str] = Field(default_factory=list, max_length=20, examples=[["jana@example.org"]])
     phones: list[str] = Field(default_factory=list, max_length=20, examples=[["+420 601 123 456"]])
     language: str | None = Field(default=None, max_length=8, examples=["cs"])
+    segment: str | None = Field(default=None, max_length=32, examples=["vip"], description="SLA policies may match it")
+
+
+class ContactUpdate(BaseModel):
+    """Fields of a contact to change; those left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=8)
+    segment: str | None = Field(default=None, max_length=32)
 
 
 class ContactRead(BaseModel):
     id: int
     name: str
     language: str | None
+    segment: str | None
     emails: list[str]
     phones: list[str] = Field(description="E.164 numbers")
     organization: OrganizationBrief | None
@@ -246,6 +258,7 @@ def _contact_fields(contact: Contact) -> dict[str, object]:
         "id": contact.id,
         "name": contact.name,
         "language": contact.language,
+        "segment": contact.segment,
         "emails": [email.address for email in contact.emails],
         "phones": [phone.number for phone in contact.phones],
         "organization": OrganizationBrief.model_validate(contact.organization)

@@ -24,6 +24,7 @@ from centrala.core.queue import enqueue_at_after_commit
 from centrala.core.settings import Settings
 from centrala.tickets.models import (
     CLOCK_TRANSITIONS,
+    Agent,
     Channel,
     ClockState,
     Direction,
@@ -71,6 +72,7 @@ _DEFAULT_ESCALATIONS = (
 def choose_policy(*, session: Session, ticket: Ticket) -> SlaPolicy | None:
     """The active policy whose conditions all match ``ticket`` with the lowest precedence, else the default."""
     organization_id = ticket.contact.organization_id if ticket.contact is not None else None
+    segment = ticket.contact.segment if ticket.contact is not None else None
     matching = session.scalars(
         select(SlaPolicy)
         .where(
@@ -80,6 +82,7 @@ def choose_policy(*, session: Session, ticket: Ticket) -> SlaPolicy | None:
             or_(SlaPolicy.priority.is_(None), SlaPolicy.priority == ticket.priority),
             or_(SlaPolicy.organization_id.is_(None), SlaPolicy.organization_id == organization_id),
             or_(SlaPolicy.channel.is_(None), SlaPolicy.channel == ticket.channel),
+            or_(SlaPolicy.segment.is_(None), SlaPolicy.segment == segment),
         )
         .order_by(SlaPolicy.precedence, SlaPolicy.id)
         .limit(1)
@@ -500,6 +503,15 @@ def escalate(*, session: Session, clock: SlaClock, kind: str, now: datetime, set
                     occurred_at=now,
                     now=now,
                 )
+        elif name == "notify_team_lead":
+            queue = ticket.queue
+            lead = session.get(Agent, queue.lead_agent_id) if queue is not None and queue.lead_agent_id else None
+            if lead is not None and lead.is_active:
+                queue_agent_notification(
+                    session=session, ticket=ticket, agent=lead, subject=subject, text=text, now=now, settings=settings
+                )
+            else:
+                log.warning("ticket %s: no active team lead for its queue to tell of the %s", ticket.number, kind)
         elif name in ("notify_queue", "notify_address"):
             address = action.get("address")
             if name == "notify_queue":
