@@ -33,11 +33,10 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 from centrala.tickets.phone_models import Call, CallbackState, CallerMatch
-from centrala.tickets.sla import business_minutes_between
 from centrala.tickets.sla_clocks import (
     on_agent_response,
     on_customer_message,
-    policy_calendar,
+    remaining_business_minutes,
     start_clocks_for_new_ticket,
 )
 from centrala.tickets.tickets import add_interaction, note_customer_activity, open_ticket
@@ -420,7 +419,7 @@ def _contact_card(*, session: Session, contact: Contact, now: datetime) -> dict[
             )
             .order_by(SlaClock.due_at)
         ):
-            remaining = _remaining_minutes(clock, now)
+            remaining = remaining_business_minutes(clock, now)
             clocks.append(
                 {
                     "metric": clock.metric.value,
@@ -504,15 +503,6 @@ def _contact_card(*, session: Session, contact: Contact, now: datetime) -> dict[
         ],
         "_suggestions": suggestions,
     }
-
-
-def _remaining_minutes(clock: SlaClock, now: datetime) -> float | None:
-    if clock.due_at is None:
-        return None
-    calendar = policy_calendar(clock.policy)
-    if clock.due_at <= now:
-        return -business_minutes_between(clock.due_at, now, calendar)
-    return business_minutes_between(now, clock.due_at, calendar)
 
 
 def _when(moment: datetime | None, now: datetime) -> str:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from centrala.core import clock as clock_module
 from centrala.tickets.models import (
     CaseType,
     Channel,
@@ -14,6 +15,7 @@ from centrala.tickets.models import (
     Direction,
     Interaction,
     OutboundState,
+    SlaClock,
     SlaMetric,
     Ticket,
     TicketPriority,
@@ -21,6 +23,7 @@ from centrala.tickets.models import (
     format_ticket_number,
 )
 from centrala.tickets.replies import MAX_REPLY_HTML, MAX_REPLY_TEXT
+from centrala.tickets.sla_clocks import remaining_business_minutes
 
 
 class ReadModel(BaseModel):
@@ -133,7 +136,7 @@ class TicketDetailRead(TicketRead):
             **_ticket_fields(ticket),
             interaction_count=len(interactions),
             interactions=interactions,
-            sla=[SlaClockRead.model_validate(clock) for clock in ticket.sla_clocks],
+            sla=[SlaClockRead.from_clock(clock, clock_module.now()) for clock in ticket.sla_clocks],
             case_type=ticket.case_type,
             csat=[CsatRead.model_validate(survey) for survey in ticket.csat_surveys],
         )
@@ -163,6 +166,16 @@ class SlaClockRead(ReadModel):
     warned_at: datetime | None
     breached_at: datetime | None
     met_at: datetime | None
+    remaining_business_minutes: float | None = Field(
+        default=None, description="Business minutes left (negative once overdue); null when stopped"
+    )
+
+    @classmethod
+    def from_clock(cls, clock: SlaClock, now: datetime) -> SlaClockRead:
+        read = cls.model_validate(clock)
+        remaining = remaining_business_minutes(clock, now)
+        read.remaining_business_minutes = round(remaining, 1) if remaining is not None else None
+        return read
 
 
 def _ticket_fields(ticket: Ticket) -> dict[str, object]:

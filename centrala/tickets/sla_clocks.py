@@ -353,6 +353,19 @@ def sync_clocks_with_status(
         _resume_paused(session=session, clocks=clocks, now=now)
 
 
+def remaining_business_minutes(clock: SlaClock, now: datetime) -> float | None:
+    """Business minutes left until the clock is due (negative once overdue); None when it has no due instant
+    (paused, stopped). A paused clock's remaining time is its target less what it achieved."""
+    calendar = policy_calendar(clock.policy)
+    if clock.state is ClockState.PAUSED:
+        return clock.target_minutes - clock.achieved_minutes
+    if clock.state is not ClockState.RUNNING or clock.due_at is None:
+        return None
+    if clock.due_at <= now:
+        return -business_minutes_between(clock.due_at, now, calendar)
+    return business_minutes_between(now, clock.due_at, calendar)
+
+
 def recompute_open_clocks(
     *, session: Session, now: datetime, policy: SlaPolicy | None = None, calendar_id: int | None = None
 ) -> int:

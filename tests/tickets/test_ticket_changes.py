@@ -170,3 +170,17 @@ def test_tickets_due_soon_are_listed_nearest_first_with_the_breached_ones(client
     everything = client.get("/api/v1/sla/due", params={"within_minutes": 120}, headers=auth).json()
     assert [row["ticket"]["subject"] for row in everything] == ["90 min old", "50 min old", "0 min old"]
     assert [row["metric"] for row in everything] == ["first_response"] * 3
+
+
+def test_a_ticket_shows_each_clock_with_its_business_minutes_left(client, session, auth, now_is):
+    policy(session, "Standard", default=True)
+    ticket = make_ticket(session, created_at=START)
+    start_clocks_for_new_ticket(session=session, ticket=ticket, now=START)
+    session.flush()
+    now_is(START + timedelta(minutes=15))
+    detail = client.get(f"/api/v1/tickets/{ticket.id}", headers=auth).json()
+    left = {clock["metric"]: clock["remaining_business_minutes"] for clock in detail["sla"]}
+    assert left == {"first_response": 45.0, "resolution": 465.0}
+    now_is(START + timedelta(minutes=70))
+    detail = client.get(f"/api/v1/tickets/{ticket.id}", headers=auth).json()
+    assert {c["metric"]: c["remaining_business_minutes"] for c in detail["sla"]}["first_response"] == -10.0
