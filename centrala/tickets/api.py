@@ -18,7 +18,7 @@ from centrala.core.settings import Settings, get_settings
 from centrala.tickets import contacts, queries
 from centrala.tickets.agents import authenticate_token
 from centrala.tickets.csat import summarize_csat
-from centrala.tickets.models import Agent, Queue, Ticket, TicketStatus
+from centrala.tickets.models import Agent, Organization, Queue, Ticket, TicketStatus
 from centrala.tickets.outbox import queue_reply
 from centrala.tickets.schemas import (
     ContactCreate,
@@ -237,14 +237,16 @@ def create_contact(session: SessionDep, settings: SettingsDep, contact: ContactC
         region=settings.default_region,
     )
     created.segment = _segment(contact.segment)
+    created.is_org_manager = contact.is_org_manager
     session.commit()
     return ContactRead.from_contact(created)
 
 
 @router.patch("/contacts/{contact_id}", tags=["contacts"])
 def update_contact(session: SessionDep, contact_id: int, change: ContactUpdate) -> ContactRead:
-    """Change a contact's name, language or segment. A new segment moves the open SLA clocks of the contact's
-    tickets to the policy that now applies."""
+    """Change a contact's name, language, segment, organisation or whether they manage their organisation's
+    cases in the portal. A new segment or organisation moves the open SLA clocks of the contact's tickets to
+    the policy that now applies."""
     contact = queries.get_contact_or_raise(session=session, contact_id=contact_id)
     given = change.model_fields_set
     if "name" in given:
@@ -253,9 +255,16 @@ def update_contact(session: SessionDep, contact_id: int, change: ContactUpdate) 
         contact.language = (change.language or "").strip() or None
     if "segment" in given:
         contact.segment = _segment(change.segment)
+    if "is_org_manager" in given:
+        contact.is_org_manager = bool(change.is_org_manager)
+    if "organization_id" in given:
+        organization = session.get(Organization, change.organization_id) if change.organization_id else None
+        if change.organization_id is not None and organization is None:
+            raise InvalidInputError(f"no organisation {change.organization_id}")
+        contact.organization = organization
     contact.updated_at = clock.now()
     session.flush()
-    if "segment" in given:
+    if given & {"segment", "organization_id"}:
         for ticket in session.scalars(select(Ticket).where(Ticket.contact_id == contact.id)):
             recompute_ticket_clocks(session=session, ticket=ticket)
     session.commit()

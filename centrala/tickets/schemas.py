@@ -226,6 +226,7 @@ class ContactCreate(BaseModel):
     phones: list[str] = Field(default_factory=list, max_length=20, examples=[["+420 601 123 456"]])
     language: str | None = Field(default=None, max_length=8, examples=["cs"])
     segment: str | None = Field(default=None, max_length=32, examples=["vip"], description="SLA policies may match it")
+    is_org_manager: bool = Field(default=False, description="Sees every case of their organisation in the portal")
 
 
 class ContactUpdate(BaseModel):
@@ -236,6 +237,8 @@ class ContactUpdate(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     language: str | None = Field(default=None, max_length=8)
     segment: str | None = Field(default=None, max_length=32)
+    is_org_manager: bool | None = None
+    organization_id: int | None = None
 
 
 class ContactRead(BaseModel):
@@ -243,6 +246,7 @@ class ContactRead(BaseModel):
     name: str
     language: str | None
     segment: str | None
+    is_org_manager: bool
     emails: list[str]
     phones: list[str] = Field(description="E.164 numbers")
     organization: OrganizationBrief | None
@@ -272,6 +276,7 @@ def _contact_fields(contact: Contact) -> dict[str, object]:
         "name": contact.name,
         "language": contact.language,
         "segment": contact.segment,
+        "is_org_manager": contact.is_org_manager,
         "emails": [email.address for email in contact.emails],
         "phones": [phone.number for phone in contact.phones],
         "organization": OrganizationBrief.model_validate(contact.organization)

@@ -204,3 +204,30 @@ def test_a_breach_tells_the_queues_team_lead(client, session, admin, now_is):
     assert session.scalars(select(SlaPolicy)).one().escalations == [
         {"on": "breach", "action": "notify_team_lead"}
     ]
+
+
+def test_a_contact_becomes_their_organisations_manager_through_the_api(client, session, admin):
+    from tests.factories import make_organization
+
+    organization = make_organization(session, name="Pekárna s.r.o.")
+    created = client.post(
+        "/api/v1/contacts",
+        json={"name": "Eva", "emails": ["eva@pekarna.example"], "is_org_manager": True},
+        headers=admin,
+    ).json()
+    assert created["is_org_manager"] is True
+    moved = client.patch(
+        f"/api/v1/contacts/{created['id']}",
+        json={"organization_id": organization.id, "is_org_manager": False},
+        headers=admin,
+    )
+    assert moved.status_code == 200
+    assert (
+        moved.json()["organization"]["name"] == "Pekárna s.r.o." and moved.json()["is_org_manager"] is False
+    )
+    assert (
+        client.patch(
+            f"/api/v1/contacts/{created['id']}", json={"organization_id": 999999}, headers=admin
+        ).status_code
+        == 422
+    )
