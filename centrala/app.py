@@ -87,6 +87,8 @@ async def _to_sign_in(request: Request, error: Exception) -> Response:
 
 async def _error_response(request: Request, error: Exception) -> Response:
     status_code = next(ERROR_STATUS[cls] for cls in type(error).__mro__ if cls in ERROR_STATUS)
+    if request.url.path.startswith("/console/"):
+        return console.error_page(request, request.app.state.settings, status_code, str(error))
     if request.url.path == "/portal" or request.url.path.startswith("/portal/"):
         # Customers get pages (a 401 becomes the sign-in page), in their language.
         return portal_views.error_response(request, request.app.state.settings, status_code, str(error))

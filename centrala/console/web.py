@@ -13,23 +13,25 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import redis
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from centrala.console.worklists import work_lists
+from centrala.console.worklists import can_work, work_lists
 from centrala.core import clock
 from centrala.core.db import get_read_sessionmaker
-from centrala.core.errors import NotFoundError
+from centrala.core.errors import InvalidInputError, NotFoundError
 from centrala.core.forms import comes_from_our_pages
 from centrala.core.live import event_stream_response
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings
+from centrala.tickets import queries
 from centrala.tickets.agent_sessions import (
     SignedIn,
     check_credentials,
@@ -39,7 +41,13 @@ from centrala.tickets.agent_sessions import (
     start_session,
 )
 from centrala.tickets.api import SessionDep, SettingsDep
+from centrala.tickets.models import Agent, Channel, Direction, Queue, Ticket, TicketPriority, TicketStatus
+from centrala.tickets.outbox import queue_reply
 from centrala.tickets.phone import caller_log, format_number
+from centrala.tickets.replies import MAX_REPLY_TEXT
+from centrala.tickets.sla_clocks import recompute_ticket_clocks, remaining_business_minutes
+from centrala.tickets.status import change_ticket_status
+from centrala.tickets.tickets import add_interaction
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +139,13 @@ SignedInDep = Annotated[SignedIn, Depends(signed_in)]
 def same_origin(request: Request, settings: Settings) -> bool:
     """Whether a POST comes from our own pages (see ``core.forms``)."""
     return comes_from_our_pages(request, settings.public_origin)
+
+
+def error_page(request: Request, settings: Settings, status_code: int, detail: str) -> HTMLResponse:
+    """An error as a console page (the API's errors are JSON)."""
+    titles = {404: "Not found", 403: "Refused", 409: "Conflict", 422: "Check the form", 503: "Try again shortly"}
+    return render(request, settings, "message.html", status_code=status_code,
+                  title=titles.get(status_code, "Something went wrong"), message=detail)
 
 
 def _forbidden(request: Request, settings: Settings) -> HTMLResponse:
@@ -317,6 +332,107 @@ def quarantine_replay(
     session.commit()
     log.info("agent %s replayed quarantined inbound e-mail %s", current.agent.id, inbound_id)
     return RedirectResponse(f"/console/quarantine?replayed={inbound_id}", status_code=303)
+
+
+# --- one ticket ---------------------------------------------------------------------------------------------------
+
+
+def _ticket_for(session: Session, agent: Agent, reference: str) -> Ticket:
+    """The ticket an agent may work, else NotFoundError (a foreign ticket looks the same as a missing one)."""
+    try:
+        ticket = queries.get_ticket_or_raise(session=session, reference=reference, with_interactions=True)
+    except NotFoundError:
+        raise NotFoundError("no such ticket") from None
+    if not can_work(session=session, agent=agent, ticket=ticket):
+        raise NotFoundError("no such ticket")
+    return ticket
+
+
+@router.get("/tickets/{reference}")
+def ticket_page(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
+    done: str | None = None, error: str | None = None,
+) -> HTMLResponse:
+    ticket = _ticket_for(session, current.agent, reference)
+    now = clock.now()
+    clocks = [(sla_clock, remaining_business_minutes(sla_clock, now)) for sla_clock in ticket.sla_clocks]
+    return render(
+        request, settings, "ticket.html", current=current, ticket=ticket, clocks=clocks,
+        agents=session.scalars(select(Agent).where(Agent.is_active.is_(True)).order_by(Agent.name)).all(),
+        queues=session.scalars(select(Queue).order_by(Queue.name)).all(),
+        statuses=list(TicketStatus), priorities=list(TicketPriority), done=done, error=error,
+    )
+
+
+@router.post("/tickets/{reference}/reply")
+def ticket_reply(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
+    text: Annotated[str, Form(max_length=MAX_REPLY_TEXT)] = "", csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    ticket = _ticket_for(session, current.agent, reference)
+    try:
+        queue_reply(session=session, ticket=ticket, agent=current.agent, text=text, html=None, now=clock.now(),
+                    settings=settings)
+    except InvalidInputError as error:
+        session.rollback()
+        return _back(ticket, error=str(error))
+    session.commit()
+    return _back(ticket, done="Reply queued; its delivery state shows on the timeline.")
+
+
+@router.post("/tickets/{reference}/note")
+def ticket_note(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
+    text: Annotated[str, Form(max_length=MAX_REPLY_TEXT)] = "", csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    ticket = _ticket_for(session, current.agent, reference)
+    if not text.strip():
+        return _back(ticket, error="An internal note needs some text.")
+    now = clock.now()
+    add_interaction(
+        session=session, ticket=ticket, contact=ticket.contact, channel=Channel.NOTE, direction=Direction.INTERNAL,
+        occurred_at=now, now=now, text=text.strip(), author_name=current.agent.name or current.agent.email,
+        agent_id=current.agent.id,
+    )
+    ticket.updated_at = max(ticket.updated_at, now)
+    session.commit()
+    return _back(ticket, done="Note added (customers never see notes).")
+
+
+@router.post("/tickets/{reference}/update")
+def ticket_update(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
+    status: Annotated[TicketStatus, Form()], priority: Annotated[TicketPriority, Form()],
+    assignee_id: Annotated[str, Form(max_length=20)] = "", queue_id: Annotated[str, Form(max_length=20)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    ticket = _ticket_for(session, current.agent, reference)
+    now = clock.now()
+    assignee = session.get(Agent, int(assignee_id)) if assignee_id.isdigit() else None
+    queue = session.get(Queue, int(queue_id)) if queue_id.isdigit() else None
+    moved = priority is not ticket.priority or (queue.id if queue else None) != ticket.queue_id
+    ticket.priority, ticket.assignee, ticket.queue = priority, assignee, queue
+    session.flush()
+    if moved:
+        recompute_ticket_clocks(session=session, ticket=ticket)
+    change_ticket_status(session=session, ticket=ticket, status=status, now=now, settings=settings)
+    ticket.updated_at = max(ticket.updated_at, now)
+    session.commit()
+    return _back(ticket, done="Saved.")
+
+
+def _back(ticket: Ticket, *, done: str | None = None, error: str | None = None) -> RedirectResponse:
+    query = urlencode({key: value for key, value in (("done", done), ("error", error)) if value})
+    return RedirectResponse(f"/console/tickets/{ticket.number}" + (f"?{query}" if query else ""), status_code=303)
 
 
 @router.get("/live")

@@ -88,3 +88,15 @@ def _items(session: Session, *conditions: object) -> list[WorkItem]:
         .options(selectinload(Ticket.contact).selectinload(Contact.emails), selectinload(Ticket.queue))
     ).all()
     return [WorkItem(ticket, None) for ticket in tickets]
+
+
+def can_work(*, session: Session, agent: Agent, ticket: Ticket) -> bool:
+    """Whether ``agent`` may open and work ``ticket``: supervisors and admins always; agents when it is in one
+    of their queues, assigned to them, or in no queue yet (someone has to triage it)."""
+    queues = queue_ids_of(session=session, agent=agent)
+    return (
+        queues is None
+        or ticket.queue_id is None
+        or ticket.queue_id in queues
+        or ticket.assignee_id == agent.id
+    )

@@ -290,3 +290,87 @@ def test_the_caller_log_shows_calls_and_pending_call_backs(web, session, agent):
     assert "+420 601 123 456" in page and "Jan Novák" in page
     assert "pending, due" in page
     assert "<dd>0 %</dd>" in page  # one inbound call, not answered
+
+
+# --- one ticket ---------------------------------------------------------------------------------------------------
+
+
+def test_the_ticket_page_shows_the_timeline_and_takes_a_reply_a_note_and_changes(web, session, agent):
+    from centrala.tickets.models import Channel, Interaction, OutboundEmail, TicketPriority
+
+    queue = make_queue(session, name="Hotline")
+    session.add(AgentQueue(agent_id=agent.id, queue_id=queue.id))
+    contact = make_contact(session, name="Jana Nováková", emails=["jana@example.cz"])
+    ticket = make_ticket(session, contact=contact, subject="Faktura nesedí", queue=queue)
+    session.add(
+        Interaction(
+            ticket=ticket,
+            contact=contact,
+            channel=Channel.EMAIL,
+            direction="inbound",
+            author_name="Jana Nováková",
+            subject="Faktura nesedí",
+            text="Dobrý den, <b>faktura</b>",
+            thread_reason="new ticket",
+            occurred_at=NOW,
+            created_at=NOW,
+        )
+    )
+    session.flush()
+    sign_in(web)
+
+    page = web.get(f"/console/tickets/{ticket.number}")
+    assert page.status_code == 200
+    assert "Dobrý den, &lt;b&gt;faktura&lt;/b&gt;" in page.text  # text is escaped, never markup
+    csrf = csrf_of(page.text)
+
+    replied = web.post(f"/console/tickets/{ticket.number}/reply", data={"text": "Opravíme ji.", "csrf": csrf})
+    assert replied.status_code == 303
+    [outbound] = session.scalars(select(OutboundEmail)).all()
+    assert outbound.recipient == "jana@example.cz"
+    noted = web.post(f"/console/tickets/{ticket.number}/note", data={"text": "Ověřit u účetní", "csrf": csrf})
+    assert noted.status_code == 303
+    changed = web.post(
+        f"/console/tickets/{ticket.number}/update",
+        data={
+            "status": "third_party",
+            "priority": "high",
+            "assignee_id": str(agent.id),
+            "queue_id": str(queue.id),
+            "csrf": csrf,
+        },
+    )
+    assert changed.status_code == 303
+    session.expire_all()
+    ticket = session.get(type(ticket), ticket.id)
+    assert (ticket.status, ticket.priority, ticket.assignee_id) == (
+        TicketStatus.THIRD_PARTY,
+        TicketPriority.HIGH,
+        agent.id,
+    )
+    page = web.get(changed.headers["location"]).text
+    assert "Saved." in page and "Opravíme ji." in page and "Ověřit u účetní" in page and "queued" in page
+    assert (
+        web.post(f"/console/tickets/{ticket.number}/note", data={"text": "x", "csrf": "forged"}).status_code
+        == 403
+    )
+
+
+def test_an_agent_cannot_open_a_ticket_of_another_queue_by_any_route(web, session, agent):
+    other = make_queue(session, name="Billing")
+    ticket = make_ticket(session, subject="Someone else's", queue=other)
+    session.flush()
+    sign_in(web)
+    csrf = csrf_of(web.get("/console").text)
+    assert web.get(f"/console/tickets/{ticket.number}").status_code == 404
+    assert web.get(f"/console/tickets/{ticket.id}").status_code == 404
+    for action, data in (
+        ("reply", {"text": "hi"}),
+        ("note", {"text": "hi"}),
+        ("update", {"status": "closed", "priority": "low"}),
+    ):
+        response = web.post(f"/console/tickets/{ticket.number}/{action}", data={**data, "csrf": csrf})
+        assert response.status_code == 404, action
+    session.expire_all()
+    assert session.get(type(ticket), ticket.id).status is TicketStatus.NEW
+    assert "Someone else" not in web.get("/console/tickets/T-99999999").text
