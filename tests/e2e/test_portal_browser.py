@@ -20,27 +20,9 @@ from tests.support.processes import free_port, port_is_open, run, service_env, s
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "portal"
 LINK = re.compile(r"https?://\S+/portal/sign-in/[A-Za-z0-9_-]+")
 CUSTOMER = "jana@example.cz"
-
-
-@pytest.fixture()
-def browser():
-    """Chromium through Playwright; skipped (a failure under CENTRALA_REQUIRE_ALL=1) when either is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 @pytest.fixture()
