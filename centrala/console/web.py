@@ -41,9 +41,19 @@ from centrala.tickets.agent_sessions import (
     start_session,
 )
 from centrala.tickets.api import SessionDep, SettingsDep
-from centrala.tickets.models import Agent, Channel, Direction, Queue, Ticket, TicketPriority, TicketStatus
+from centrala.tickets.models import (
+    Agent,
+    Channel,
+    CsatSurvey,
+    Direction,
+    Queue,
+    Ticket,
+    TicketPriority,
+    TicketStatus,
+)
 from centrala.tickets.outbox import queue_reply
-from centrala.tickets.phone import caller_log, format_number
+from centrala.tickets.phone import caller_log, contact_card, format_number
+from centrala.tickets.phone_models import Call
 from centrala.tickets.replies import MAX_REPLY_TEXT
 from centrala.tickets.sla_clocks import recompute_ticket_clocks, remaining_business_minutes
 from centrala.tickets.status import change_ticket_status
@@ -433,6 +443,38 @@ def ticket_update(
 def _back(ticket: Ticket, *, done: str | None = None, error: str | None = None) -> RedirectResponse:
     query = urlencode({key: value for key, value in (("done", done), ("error", error)) if value})
     return RedirectResponse(f"/console/tickets/{ticket.number}" + (f"?{query}" if query else ""), status_code=303)
+
+
+# --- the customer -------------------------------------------------------------------------------------------------
+
+
+@router.get("/contacts/{contact_id}")
+def contact_page(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, contact_id: int
+) -> HTMLResponse:
+    """The customer at a glance: every address and number, organisation, segment, every ticket (those the agent
+    may open are links), calls, ratings and the whole timeline, with next steps."""
+    contact = queries.get_contact_or_raise(session=session, contact_id=contact_id)
+    card = contact_card(session=session, contact=contact, now=clock.now())
+    suggestions = card.pop("_suggestions")
+    tickets = session.scalars(
+        select(Ticket).where(Ticket.contact_id == contact.id).order_by(Ticket.updated_at.desc())
+    ).all()
+    workable = {ticket.id for ticket in tickets if can_work(session=session, agent=current.agent, ticket=ticket)}
+    calls_of_contact = session.scalars(
+        select(Call).where(Call.contact_id == contact.id).order_by(Call.started_at.desc()).limit(50)
+    ).all()
+    ratings = session.scalars(
+        select(CsatSurvey)
+        .join(Ticket, CsatSurvey.ticket_id == Ticket.id)
+        .where(Ticket.contact_id == contact.id, CsatSurvey.rating.is_not(None))
+        .order_by(CsatSurvey.answered_at.desc())
+    ).all()
+    timeline = [item for item in queries.list_contact_timeline(session=session, contact_id=contact.id)
+                if item.ticket_id is None or item.ticket_id in workable]
+    return render(request, settings, "contact.html", current=current, contact=contact, card=card,
+                  suggestions=suggestions, tickets=tickets, workable=workable, calls=calls_of_contact,
+                  ratings=ratings, timeline=timeline)
 
 
 @router.get("/live")

@@ -366,7 +366,7 @@ def screen_pop(*, session: Session, call: Call, now: datetime) -> dict[str, obje
             select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id).options(*WITH_CONTACT_DETAILS)
         )
     )
-    cards = [_contact_card(session=session, contact=contact, now=now) for contact in contacts]
+    cards = [contact_card(session=session, contact=contact, now=now) for contact in contacts]
     suggestions: list[dict[str, object]] = []
     if call.caller_match is CallerMatch.SHARED:
         suggestions.append(
@@ -399,7 +399,9 @@ def screen_pop(*, session: Session, call: Call, now: datetime) -> dict[str, obje
     }
 
 
-def _contact_card(*, session: Session, contact: Contact, now: datetime) -> dict[str, object]:
+def contact_card(*, session: Session, contact: Contact, now: datetime) -> dict[str, object]:
+    """A customer at a glance: addresses, numbers, organisation, open tickets with SLA time left, the last
+    interactions, and (under ``_suggestions``) the next steps an agent should take."""
     tickets = list(
         session.scalars(
             select(Ticket)

@@ -374,3 +374,51 @@ def test_an_agent_cannot_open_a_ticket_of_another_queue_by_any_route(web, sessio
     session.expire_all()
     assert session.get(type(ticket), ticket.id).status is TicketStatus.NEW
     assert "Someone else" not in web.get("/console/tickets/T-99999999").text
+
+
+def test_the_contact_card_shows_everything_of_the_customer_but_tickets_of_other_queues(web, session, agent):
+    from centrala.tickets.models import Channel, Interaction
+
+    mine, theirs = make_queue(session, name="Hotline"), make_queue(session, name="Legal")
+    session.add(AgentQueue(agent_id=agent.id, queue_id=mine.id))
+    contact = make_contact(session, name="Jan Novák", emails=["jan@example.cz"], phones=["+420601123456"])
+    contact.segment = "vip"
+    visible = make_ticket(session, contact=contact, subject="Reklamace pračky", queue=mine)
+    hidden = make_ticket(session, contact=contact, subject="Soudní spor", queue=theirs)
+    for ticket, text in ((visible, "Pračka netočí"), (hidden, "Žaloba podána")):
+        session.add(
+            Interaction(
+                ticket=ticket,
+                contact=contact,
+                channel=Channel.EMAIL,
+                direction="inbound",
+                subject=ticket.subject,
+                text=text,
+                occurred_at=NOW,
+                created_at=NOW,
+            )
+        )
+    session.add(
+        Call(
+            call_sid="CA" + "2" * 32,
+            direction="inbound",
+            from_number="+420601123456",
+            state="completed",
+            outcome="voicemail",
+            contact_id=contact.id,
+            caller_match=CallerMatch.SINGLE,
+            callback_state=CallbackState.PENDING,
+            started_at=NOW,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+    )
+    session.flush()
+    sign_in(web)
+
+    page = web.get(f"/console/contacts/{contact.id}").text
+    assert "jan@example.cz" in page and "+420 601 123 456" in page and "segment vip" in page
+    assert "Reklamace pračky" in page and "Pračka netočí" in page
+    assert "Soudní spor" not in page and "Žaloba podána" not in page  # a queue she does not work
+    assert hidden.number in page  # the ticket exists, shown as such
+    assert "Voicemail" in page and "not called back yet" in page
