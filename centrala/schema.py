@@ -18,6 +18,24 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 metadata = Base.metadata
 
+# Full-text search lives beside the models, written by hand for each database (migration 0012): SQLite's FTS5
+# table of interactions (and the tables FTS5 keeps for it), PostgreSQL's expression index.
+SEARCH_OBJECTS = frozenset(
+    {
+        "interaction_fts",
+        "interaction_fts_data",
+        "interaction_fts_idx",
+        "interaction_fts_docsize",
+        "interaction_fts_config",
+        "ix_interaction_fulltext",
+    }
+)
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's filter: the search objects are not described by the models, so comparisons leave them out."""
+    return name not in SEARCH_OBJECTS
+
 
 def alembic_config(engine: Engine | None = None) -> Config:
     """An Alembic configuration for our migrations, bound to ``engine`` (default: the configured database)."""

@@ -40,6 +40,7 @@ from centrala.tickets.agent_sessions import (
     revoke_session,
     start_session,
 )
+from centrala.tickets.agents import queue_ids_of
 from centrala.tickets.api import SessionDep, SettingsDep
 from centrala.tickets.models import (
     Agent,
@@ -55,6 +56,7 @@ from centrala.tickets.outbox import queue_reply
 from centrala.tickets.phone import caller_log, contact_card, format_number
 from centrala.tickets.phone_models import Call
 from centrala.tickets.replies import MAX_REPLY_TEXT
+from centrala.tickets.search import search
 from centrala.tickets.sla_clocks import recompute_ticket_clocks, remaining_business_minutes
 from centrala.tickets.status import change_ticket_status
 from centrala.tickets.tickets import add_interaction
@@ -443,6 +445,23 @@ def ticket_update(
 def _back(ticket: Ticket, *, done: str | None = None, error: str | None = None) -> RedirectResponse:
     query = urlencode({key: value for key, value in (("done", done), ("error", error)) if value})
     return RedirectResponse(f"/console/tickets/{ticket.number}" + (f"?{query}" if query else ""), status_code=303)
+
+
+# --- search -----------------------------------------------------------------------------------------------------
+
+
+@router.get("/search")
+def search_page(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, q: str = ""
+) -> HTMLResponse:
+    results, error = None, None
+    if q.strip():
+        try:
+            results = search(session=session, query=q, region=settings.default_region,
+                             queue_ids=queue_ids_of(session=session, agent=current.agent))
+        except InvalidInputError as failure:
+            error = str(failure)
+    return render(request, settings, "search.html", current=current, q=q, results=results, error=error)
 
 
 # --- the customer -------------------------------------------------------------------------------------------------

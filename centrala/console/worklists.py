@@ -8,10 +8,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from centrala.tickets.agents import queue_ids_of
 from centrala.tickets.models import (
     Agent,
-    AgentQueue,
-    AgentRole,
     ClockState,
     Contact,
     SlaClock,
@@ -35,13 +34,6 @@ class WorkLists:
     unassigned: list[WorkItem]
     waiting: list[WorkItem]
     breaching: list[WorkItem]
-
-
-def queue_ids_of(*, session: Session, agent: Agent) -> list[int] | None:
-    """The queues whose tickets the agent works; None for supervisors and admins, who see every queue."""
-    if agent.role in (AgentRole.SUPERVISOR, AgentRole.ADMIN):
-        return None
-    return list(session.scalars(select(AgentQueue.queue_id).where(AgentQueue.agent_id == agent.id)))
 
 
 def work_lists(*, session: Session, agent: Agent) -> WorkLists:

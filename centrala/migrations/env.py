@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from centrala.schema import metadata
+from centrala.schema import include_object, metadata
 
 config = context.config
 engine = config.attributes["engine"]
@@ -13,6 +13,7 @@ with engine.connect() as connection:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

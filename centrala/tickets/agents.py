@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from centrala.core.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from centrala.tickets.contacts import MAX_NAME_LENGTH, normalise_email
-from centrala.tickets.models import Agent, AgentRole
+from centrala.tickets.models import Agent, AgentQueue, AgentRole
 
 # secrets.token_urlsafe(32) gives 43 characters; anything far longer is not one of ours and is not hashed.
 MAX_TOKEN_LENGTH = 256
@@ -91,3 +91,10 @@ def authenticate_token(*, session: Session, token: str) -> Agent:
     if agent is None or not agent.is_active:
         raise AuthenticationError("invalid API token")
     return agent
+
+
+def queue_ids_of(*, session: Session, agent: Agent) -> list[int] | None:
+    """The queues whose tickets the agent works; None for supervisors and admins, who see every queue."""
+    if agent.role in (AgentRole.SUPERVISOR, AgentRole.ADMIN):
+        return None
+    return list(session.scalars(select(AgentQueue.queue_id).where(AgentQueue.agent_id == agent.id)))

@@ -16,7 +16,8 @@ from centrala.core.db import get_db
 from centrala.core.errors import AuthenticationError, InvalidInputError
 from centrala.core.settings import Settings, get_settings
 from centrala.tickets import contacts, queries
-from centrala.tickets.agents import authenticate_token
+from centrala.tickets import search as search_module
+from centrala.tickets.agents import authenticate_token, queue_ids_of
 from centrala.tickets.csat import summarize_csat
 from centrala.tickets.models import Agent, Organization, Queue, Ticket, TicketStatus
 from centrala.tickets.outbox import queue_reply
@@ -28,6 +29,7 @@ from centrala.tickets.schemas import (
     CsatReportRead,
     InteractionRead,
     ReplyCreate,
+    SearchRead,
     SlaDueRead,
     StatusChange,
     TicketDetailRead,
@@ -154,6 +156,25 @@ def update_ticket(session: SessionDep, ticket_id: TicketReference, change: Ticke
     session.expire_all()
     ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id, with_interactions=True)
     return TicketDetailRead.from_ticket_with_interactions(ticket)
+
+
+@router.get("/search", tags=["search"])
+def search_everything(
+    session: SessionDep,
+    settings: SettingsDep,
+    agent: CurrentAgentDep,
+    q: Annotated[str, Query(min_length=1, max_length=search_module.MAX_QUERY_LENGTH, description="What to find")],
+) -> SearchRead:
+    """Tickets (by number or subject), contacts (by name, address or phone number) and messages (full text),
+    within the queues the agent works."""
+    results = search_module.search(
+        session=session, query=q, region=settings.default_region, queue_ids=queue_ids_of(session=session, agent=agent)
+    )
+    return SearchRead(
+        tickets=[TicketRead.from_ticket(ticket, 0) for ticket in results.tickets],
+        contacts=[ContactRead.from_contact(contact) for contact in results.contacts],
+        interactions=[InteractionRead.model_validate(item) for item in results.interactions],
+    )
 
 
 @router.get("/sla/due", tags=["tickets"])

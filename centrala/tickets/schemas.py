@@ -142,6 +142,12 @@ class TicketDetailRead(TicketRead):
         )
 
 
+class SearchRead(BaseModel):
+    tickets: list[TicketRead]
+    contacts: list[ContactRead]
+    interactions: list[InteractionRead]
+
+
 class SlaDueRead(BaseModel):
     """A ticket with its running SLA clock that is breached or due soon."""
 

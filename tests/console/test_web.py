@@ -422,3 +422,29 @@ def test_the_contact_card_shows_everything_of_the_customer_but_tickets_of_other_
     assert "Soudní spor" not in page and "Žaloba podána" not in page  # a queue she does not work
     assert hidden.number in page  # the ticket exists, shown as such
     assert "Voicemail" in page and "not called back yet" in page
+
+
+def test_search_from_the_console_finds_the_customer_and_their_words(web, session, agent):
+    from centrala.tickets.models import Channel, Interaction
+
+    queue = make_queue(session, name="Hotline")
+    session.add(AgentQueue(agent_id=agent.id, queue_id=queue.id))
+    contact = make_contact(session, name="Jana Nováková", emails=["jana@example.cz"])
+    ticket = make_ticket(session, contact=contact, subject="Faktura", queue=queue)
+    session.add(
+        Interaction(
+            ticket=ticket,
+            contact=contact,
+            channel=Channel.EMAIL,
+            direction="inbound",
+            text="Faktura za <script>lednici</script>",
+            occurred_at=NOW,
+            created_at=NOW,
+        )
+    )
+    session.flush()
+    sign_in(web)
+    page = web.get("/console/search", params={"q": "lednici"}).text
+    assert ticket.number in page and "&lt;script&gt;lednici" in page
+    assert "Jana Nováková" in web.get("/console/search", params={"q": "jana@example.cz"}).text
+    assert "at most 200 characters" in web.get("/console/search", params={"q": "x" * 300}).text
