@@ -359,9 +359,12 @@ def test_a_menu_then_voicemail_with_its_recording_fetched_after_a_failure(menu_s
         webhook(kind, form, query)
 
     call = wait_until(
-        lambda: (c := api.get(f"/api/v1/calls/{forms.CALL_SID}").json()).get("recording_download") and c,
+        # Events and the download are processed in the background, in whatever order the queue gives them.
+        lambda: (c := api.get(f"/api/v1/calls/{forms.CALL_SID}").json()).get("recording_download")
+        and c.get("transcription")
+        and c,
         timeout=60,
-        what="the recording downloaded after the retry",
+        what="the recording downloaded after the retry, and the transcription",
     )
     assert call["outcome"] == "voicemail" and call["queue"] == "Complaints"
     assert call["transcription"] == "Please call me back about order 4711."
