@@ -7,10 +7,12 @@ from our own origin (``Origin`` and ``Sec-Fetch-Site``). Pages are never cached 
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -23,15 +25,16 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from centrala.console.charts import bar_chart
 from centrala.console.worklists import can_work, work_lists
 from centrala.core import clock
 from centrala.core.db import get_read_sessionmaker
-from centrala.core.errors import InvalidInputError, NotFoundError
+from centrala.core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from centrala.core.forms import comes_from_our_pages
 from centrala.core.live import event_stream_response
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings
-from centrala.tickets import queries
+from centrala.tickets import queries, reports
 from centrala.tickets.agent_sessions import (
     SignedIn,
     check_credentials,
@@ -44,6 +47,7 @@ from centrala.tickets.agents import queue_ids_of
 from centrala.tickets.api import SessionDep, SettingsDep
 from centrala.tickets.models import (
     Agent,
+    AgentRole,
     Channel,
     CsatSurvey,
     Direction,
@@ -445,6 +449,63 @@ def ticket_update(
 def _back(ticket: Ticket, *, done: str | None = None, error: str | None = None) -> RedirectResponse:
     query = urlencode({key: value for key, value in (("done", done), ("error", error)) if value})
     return RedirectResponse(f"/console/tickets/{ticket.number}" + (f"?{query}" if query else ""), status_code=303)
+
+
+# --- reports ----------------------------------------------------------------------------------------------------
+
+# Which column of each report to draw: (label column, value column).
+CHARTED = {"volume": (0, 2), "queues": (0, 1), "agents": (0, 2), "sla": (0, 5), "calls": (0, 1), "csat": (0, 1),
+           "pareto": (1, 2)}
+
+
+def _report_period(days: int) -> tuple[datetime, datetime]:
+    until = clock.now()
+    return until - timedelta(days=max(1, min(days, 366))), until
+
+
+def _supervisor(current: SignedIn) -> None:
+    if current.agent.role not in (AgentRole.SUPERVISOR, AgentRole.ADMIN):
+        raise PermissionDeniedError("reports are for supervisors and admins")
+
+
+@router.get("/reports")
+def reports_page(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, days: int = 30
+) -> HTMLResponse:
+    _supervisor(current)
+    since, until = _report_period(days)
+    charted = []
+    for report in reports.all_reports(session=session, since=since, until=until):
+        label, value = CHARTED.get(report.name, (0, len(report.header) - 1))
+        charted.append((report, bar_chart(report.rows, label=label, value=value, title=report.title)))
+    return render(request, settings, "reports.html", current=current, charted=charted, days=days, since=since,
+                  until=until)
+
+
+@router.get("/reports/{name}.csv")
+def report_csv(
+    session: SessionDep, settings: SettingsDep, current: SignedInDep, name: str, days: int = 30
+) -> Response:
+    _supervisor(current)
+    since, until = _report_period(days)
+    report = next((r for r in reports.all_reports(session=session, since=since, until=until) if r.name == name), None)
+    if report is None:
+        raise NotFoundError(f"no report {name!r}")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(report.header)
+    writer.writerows([_csv_cell(cell) for cell in row] for row in report.rows)
+    response = Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{report.name}-{days}d.csv"'})
+    security_headers(response, settings)
+    return response
+
+
+def _csv_cell(value: object) -> object:
+    """Cells a spreadsheet would run as a formula (CSV injection) start with a quote instead."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 # --- search -----------------------------------------------------------------------------------------------------

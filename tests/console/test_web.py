@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from sqlalchemy import select
 
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
-from centrala.core.queue import get_redis
 from centrala.core.settings import get_settings
 from centrala.ingest.ledger import record_inbound_email
 from centrala.ingest.models import InboundEmail, InboundStatus
@@ -26,28 +24,6 @@ from tests.factories import NOW, make_agent, make_contact, make_queue, make_tick
 
 PASSWORD = "correct horse battery staple"
 CORPUS = Path(__file__).resolve().parents[1] / "mail" / "corpus"
-
-
-@pytest.fixture()
-def web(session, redis_url) -> Iterator[TestClient]:
-    from centrala.app import create_app
-    from centrala.core.db import get_db
-
-    def _request_session():
-        session.commit()
-        session.expire_all()
-        try:
-            yield session
-        except Exception:
-            session.rollback()
-            raise
-
-    for key in get_redis().scan_iter("centrala:console-login:*"):
-        get_redis().delete(key)
-    application = create_app()
-    application.dependency_overrides[get_db] = _request_session
-    with TestClient(application, base_url="https://testserver", follow_redirects=False) as client:
-        yield client
 
 
 @pytest.fixture()

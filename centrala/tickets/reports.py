@@ -1,0 +1,194 @@
+"""Reports for supervisors over a period: volume, response and resolution times, SLA compliance, calls,
+satisfaction, and the customers who generate most of the work. Each report is a list of rows (a header and
+values) so that the console can draw it and offer it as CSV."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from centrala.tickets.models import (
+    Agent,
+    ClockState,
+    Contact,
+    CsatSurvey,
+    Queue,
+    SlaClock,
+    SlaMetric,
+    SlaPolicy,
+    Ticket,
+)
+from centrala.tickets.phone_models import Call
+
+PARETO_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    title: str
+    header: tuple[str, ...]
+    rows: list[tuple[object, ...]]
+
+
+def volume_by_day_and_channel(*, session: Session, since: datetime, until: datetime) -> Report:
+    """New tickets per day and channel."""
+    day = func.date(Ticket.created_at)
+    rows = session.execute(
+        select(day, Ticket.channel, func.count())
+        .where(Ticket.created_at >= since, Ticket.created_at < until)
+        .group_by(day, Ticket.channel)
+        .order_by(day, Ticket.channel)
+    ).all()
+    return Report(
+        "volume",
+        "New tickets by day and channel",
+        ("day", "channel", "tickets"),
+        [(str(d), channel.value, count) for d, channel, count in rows],
+    )
+
+
+def volume_by_queue(*, session: Session, since: datetime, until: datetime) -> Report:
+    rows = session.execute(
+        select(func.coalesce(Ticket.queue_id, 0), func.count())
+        .where(Ticket.created_at >= since, Ticket.created_at < until)
+        .group_by(Ticket.queue_id)
+    ).all()
+    names = {queue.id: queue.name for queue in session.scalars(select(Queue))}
+    data = sorted(((names.get(qid, "no queue"), count) for qid, count in rows), key=lambda r: -r[1])
+    return Report("queues", "New tickets by queue", ("queue", "tickets"), data)
+
+
+def response_times_by_agent(*, session: Session, since: datetime, until: datetime) -> Report:
+    """Median and 90th percentile business minutes to the first response, per agent who gave it, and median
+    business minutes to resolution of the tickets they own."""
+    met = session.execute(
+        select(Ticket.assignee_id, SlaClock.metric, SlaClock.achieved_minutes)
+        .join(Ticket, SlaClock.ticket_id == Ticket.id)
+        .where(SlaClock.state == ClockState.MET, SlaClock.met_at >= since, SlaClock.met_at < until)
+    ).all()
+    names = {agent.id: agent.name or agent.email for agent in session.scalars(select(Agent))}
+    by_agent: dict[str, dict[SlaMetric, list[float]]] = {}
+    for assignee_id, metric, minutes in met:
+        name = names.get(assignee_id, "unassigned")
+        by_agent.setdefault(name, {}).setdefault(metric, []).append(float(minutes))
+    rows = []
+    for name in sorted(by_agent):
+        first = by_agent[name].get(SlaMetric.FIRST_RESPONSE, [])
+        resolution = by_agent[name].get(SlaMetric.RESOLUTION, [])
+        rows.append(
+            (
+                name,
+                len(first),
+                _round(statistics.median(first)) if first else None,
+                _round(_percentile(first, 0.9)) if first else None,
+                len(resolution),
+                _round(statistics.median(resolution)) if resolution else None,
+            )
+        )
+    return Report(
+        "agents",
+        "Response and resolution times by agent (business minutes)",
+        ("agent", "first responses", "median", "p90", "resolutions", "median resolution"),
+        rows,
+    )
+
+
+def sla_compliance(*, session: Session, since: datetime, until: datetime) -> Report:
+    """Per policy and metric: clocks that ended in the period, met in time, breached."""
+    rows = session.execute(
+        select(SlaPolicy.name, SlaClock.metric, func.count(), func.count(SlaClock.breached_at))
+        .join(SlaPolicy, SlaClock.policy_id == SlaPolicy.id)
+        .where(SlaClock.state == ClockState.MET, SlaClock.met_at >= since, SlaClock.met_at < until)
+        .group_by(SlaPolicy.name, SlaClock.metric)
+        .order_by(SlaPolicy.name, SlaClock.metric)
+    ).all()
+    data = [
+        (policy, metric.value, total, total - breached, breached, _round(100 * (total - breached) / total))
+        for policy, metric, total, breached in rows
+    ]
+    return Report(
+        "sla", "SLA compliance by policy", ("policy", "metric", "met", "in time", "late", "in time %"), data
+    )
+
+
+def call_kpis(*, session: Session, since: datetime, until: datetime) -> Report:
+    rows = session.execute(
+        select(Call.outcome, func.count(), func.avg(Call.wait_seconds), func.avg(Call.talk_seconds))
+        .where(
+            Call.direction == "inbound",
+            Call.started_at >= since,
+            Call.started_at < until,
+            Call.outcome.is_not(None),
+        )
+        .group_by(Call.outcome)
+        .order_by(Call.outcome)
+    ).all()
+    data = [(outcome, count, _round(wait), _round(talk)) for outcome, count, wait, talk in rows]
+    return Report("calls", "Inbound calls by outcome", ("outcome", "calls", "avg wait s", "avg talk s"), data)
+
+
+def csat(*, session: Session, since: datetime, until: datetime) -> Report:
+    rows = session.execute(
+        select(CsatSurvey.rating, func.count())
+        .where(
+            CsatSurvey.answered_at >= since, CsatSurvey.answered_at < until, CsatSurvey.rating.is_not(None)
+        )
+        .group_by(CsatSurvey.rating)
+        .order_by(CsatSurvey.rating)
+    ).all()
+    return Report(
+        "csat", "Customer ratings", ("rating", "answers"), [(rating, count) for rating, count in rows]
+    )
+
+
+def pareto_customers(*, session: Session, since: datetime, until: datetime) -> Report:
+    """The customers who together opened 80 % of the period's tickets, most first, with the running share."""
+    rows = session.execute(
+        select(Contact.id, Contact.name, func.count(Ticket.id))
+        .join(Ticket, Ticket.contact_id == Contact.id)
+        .where(Ticket.created_at >= since, Ticket.created_at < until)
+        .group_by(Contact.id, Contact.name)
+        .order_by(func.count(Ticket.id).desc(), Contact.id)
+    ).all()
+    total = sum(count for _, _, count in rows)
+    data, running = [], 0
+    for contact_id, name, count in rows:
+        if total and running / total >= PARETO_SHARE:
+            break
+        running += count
+        data.append((contact_id, name, count, _round(100 * running / total)))
+    return Report(
+        "pareto",
+        f"Customers behind {PARETO_SHARE:.0%} of tickets",
+        ("contact", "name", "tickets", "cumulative %"),
+        data,
+    )
+
+
+def all_reports(*, session: Session, since: datetime, until: datetime) -> list[Report]:
+    return [
+        report(session=session, since=since, until=until)
+        for report in (
+            volume_by_day_and_channel,
+            volume_by_queue,
+            response_times_by_agent,
+            sla_compliance,
+            call_kpis,
+            csat,
+            pareto_customers,
+        )
+    ]
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 1)
