@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from centrala.console.charts import bar_chart
-from centrala.console.worklists import can_work, work_lists
+from centrala.console.worklists import TicketFilter, can_work, filtered_tickets, work_lists
 from centrala.core import clock
 from centrala.core.db import get_read_sessionmaker
 from centrala.core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
@@ -51,6 +51,7 @@ from centrala.tickets.models import (
     Channel,
     CsatSurvey,
     Direction,
+    Organization,
     Queue,
     Ticket,
     TicketPriority,
@@ -348,6 +349,64 @@ def quarantine_replay(
     session.commit()
     log.info("agent %s replayed quarantined inbound e-mail %s", current.agent.id, inbound_id)
     return RedirectResponse(f"/console/quarantine?replayed={inbound_id}", status_code=303)
+
+
+# --- all tickets, filtered; bulk actions ---------------------------------------------------------------------------
+
+
+@router.get("/tickets")
+def tickets_page(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep,
+    status: Annotated[list[str] | None, Query()] = None, priority: str = "", queue: str = "",
+    organization: str = "", assignee: str = "", done: str | None = None,
+) -> HTMLResponse:
+    statuses = tuple(TicketStatus(value) for value in (status or []) if value in set(TicketStatus))
+    filters = TicketFilter(
+        statuses=statuses,
+        priority=priority if priority in set(TicketPriority) else None,
+        queue_id=int(queue) if queue.isdigit() else None,
+        organization_id=int(organization) if organization.isdigit() else None,
+        assignee_id=current.agent.id if assignee == "me" else (int(assignee) if assignee.isdigit() else None),
+    )
+    items = filtered_tickets(session=session, agent=current.agent, filters=filters)
+    return render(
+        request, settings, "tickets.html", current=current, items=items, filters=filters, assignee=assignee,
+        statuses=list(TicketStatus), priorities=list(TicketPriority),
+        queues=session.scalars(select(Queue).order_by(Queue.name)).all(),
+        organizations=session.scalars(select(Organization).order_by(Organization.name)).all(),
+        done=done, query=str(request.url.query),
+    )
+
+
+@router.post("/tickets/bulk")
+def tickets_bulk(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep,
+    action: Annotated[str, Form(max_length=20)], ticket: Annotated[list[int] | None, Form()] = None,
+    back: Annotated[str, Form(max_length=2000)] = "", csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Assign the chosen tickets to me, or close them; tickets the agent may not work are left alone."""
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    if action not in ("assign_me", "close"):
+        return error_page(request, settings, 422, "Choose to assign the tickets to you or to close them.")
+    now, changed = clock.now(), 0
+    for ticket_id in (ticket or [])[:200]:
+        found = session.get(Ticket, ticket_id)
+        if found is None or not can_work(session=session, agent=current.agent, ticket=found):
+            continue
+        if action == "assign_me":
+            found.assignee_id = current.agent.id
+            found.updated_at = max(found.updated_at, now)
+        else:
+            change_ticket_status(session=session, ticket=found, status=TicketStatus.CLOSED, now=now, settings=settings)
+        changed += 1
+    session.commit()
+    # Back to the same filters (only the list's own parameters, never a URL).
+    kept = [(key, value) for key, value in parse_qsl(back) if key in ("status", "priority", "queue", "organization",
+                                                                       "assignee")]
+    message = f"{changed} ticket(s) {'assigned to you' if action == 'assign_me' else 'closed'}."
+    return RedirectResponse("/console/tickets?" + urlencode([*kept, ("done", message)]), status_code=303)
 
 
 # --- one ticket ---------------------------------------------------------------------------------------------------

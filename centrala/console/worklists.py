@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from centrala.tickets.agents import queue_ids_of
@@ -92,3 +92,42 @@ def can_work(*, session: Session, agent: Agent, ticket: Ticket) -> bool:
         or ticket.queue_id in queues
         or ticket.assignee_id == agent.id
     )
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    statuses: tuple[TicketStatus, ...] = ()
+    priority: str | None = None
+    queue_id: int | None = None
+    organization_id: int | None = None
+    assignee_id: int | None = None
+
+
+def filtered_tickets(*, session: Session, agent: Agent, filters: TicketFilter, limit: int = 200) -> list[WorkItem]:
+    """Tickets the agent may work that match ``filters``, most recently updated first."""
+    queues = queue_ids_of(session=session, agent=agent)
+    conditions: list[object] = []
+    if queues is not None:
+        conditions.append(
+            or_(Ticket.queue_id.is_(None), Ticket.queue_id.in_(queues), Ticket.assignee_id == agent.id)
+        )
+    if filters.statuses:
+        conditions.append(Ticket.status.in_(filters.statuses))
+    if filters.priority:
+        conditions.append(Ticket.priority == filters.priority)
+    if filters.queue_id is not None:
+        conditions.append(Ticket.queue_id == filters.queue_id)
+    if filters.assignee_id is not None:
+        conditions.append(Ticket.assignee_id == filters.assignee_id)
+    if filters.organization_id is not None:
+        conditions.append(
+            Ticket.contact_id.in_(select(Contact.id).where(Contact.organization_id == filters.organization_id))
+        )
+    tickets = session.scalars(
+        select(Ticket)
+        .where(*conditions)  # type: ignore[arg-type]
+        .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+        .limit(limit)
+        .options(selectinload(Ticket.contact).selectinload(Contact.emails), selectinload(Ticket.queue))
+    ).all()
+    return [WorkItem(ticket, None) for ticket in tickets]

@@ -424,3 +424,41 @@ def test_search_from_the_console_finds_the_customer_and_their_words(web, session
     assert ticket.number in page and "&lt;script&gt;lednici" in page
     assert "Jana Nováková" in web.get("/console/search", params={"q": "jana@example.cz"}).text
     assert "at most 200 characters" in web.get("/console/search", params={"q": "x" * 300}).text
+
+
+def test_all_tickets_filter_and_bulk_assign_and_close_only_what_the_agent_may_work(web, session, agent):
+    from centrala.tickets.models import TicketPriority
+
+    mine, theirs = make_queue(session, name="Hotline"), make_queue(session, name="Legal")
+    session.add(AgentQueue(agent_id=agent.id, queue_id=mine.id))
+    urgent = make_ticket(session, subject="Urgent one", queue=mine, priority=TicketPriority.URGENT)
+    normal = make_ticket(session, subject="Normal one", queue=mine)
+    foreign = make_ticket(session, subject="Legal one", queue=theirs, priority=TicketPriority.URGENT)
+    session.flush()
+    sign_in(web)
+
+    page = web.get("/console/tickets", params={"priority": "urgent"}).text
+    assert "Urgent one" in page and "Normal one" not in page and "Legal one" not in page
+    csrf = csrf_of(page)
+    response = web.post(
+        "/console/tickets/bulk",
+        data={
+            "action": "assign_me",
+            "ticket": [urgent.id, normal.id, foreign.id],
+            "back": "priority=urgent&done=old",
+            "csrf": csrf,
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/console/tickets?priority=urgent&done=2+ticket")
+    closed = web.post(
+        "/console/tickets/bulk", data={"action": "close", "ticket": [normal.id, foreign.id], "csrf": csrf}
+    )
+    assert "1+ticket" in closed.headers["location"]
+    session.expire_all()
+    assert session.get(type(urgent), urgent.id).assignee_id == agent.id
+    assert session.get(type(normal), normal.id).status is TicketStatus.CLOSED
+    assert session.get(type(foreign), foreign.id).assignee_id is None
+    assert session.get(type(foreign), foreign.id).status is TicketStatus.NEW
+    mine_only = web.get("/console/tickets", params={"assignee": "me", "status": ["new", "open"]}).text
+    assert "Urgent one" in mine_only and "Normal one" not in mine_only
