@@ -27,11 +27,6 @@ class ImapSource(BaseModel):
     upgraded with ``?starttls=1``); user and password are percent-encoded, the folder defaults to INBOX.
     ``after_import`` is done only once the message is committed: ``seen`` sets ``\\Seen``, ``move:Folder``
     moves it, ``none`` leaves it as it is.
-
-    ``kind: "sent"`` makes it a rep's own Sent folder: what the rep sends to a known customer is logged on that
-    customer's history (as mail to a log address is), the folder is never changed (``after_import`` is
-    ``none``), and ``start`` says whether mail already in the folder is imported (``all``) or only mail sent
-    from now on (``now``, the default).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -41,19 +36,6 @@ class ImapSource(BaseModel):
     url: str = Field(repr=False)
     mailbox: str | None = None
     after_import: str = "seen"
-    kind: Literal["inbox", "sent"] = "inbox"
-    start: Literal["now", "all"] = "all"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _sent_folder_defaults(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("kind") == "sent":
-            data = {"after_import": "none", "start": "now", **data}
-            if data["after_import"] != "none":
-                raise ValueError("a Sent folder is never changed: its after_import is 'none'")
-        elif isinstance(data, dict) and data.get("start", "all") != "all":
-            raise ValueError("start applies to Sent folders (kind 'sent') only")
-        return data
 
     @field_validator("name")
     @classmethod

@@ -47,7 +47,7 @@ from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.errors import ConfigurationError, ConflictError
 from centrala.core.settings import ImapSource, Settings, get_settings
-from centrala.ingest.ledger import SENT_FOLDER_SOURCE, record_inbound_email
+from centrala.ingest.ledger import record_inbound_email
 from centrala.ingest.models import ImapCursor
 
 log = logging.getLogger(__name__)
@@ -100,11 +100,8 @@ def import_new_messages(
         raise ConfigurationError(f"IMAP source {source.name!r} has no Centrala mailbox")
     selected = client.select_folder(source.folder)
     uidvalidity = int(selected[b"UIDVALIDITY"])
-    # A Sent folder configured with start "now" begins at the mail sent from now on.
-    start_after = int(selected.get(b"UIDNEXT", 1)) - 1 if source.start == "now" else 0
     marks = _load_watermarks(
-        session_factory=session_factory, source=source, uidvalidity=uidvalidity, now=now_fn(),
-        start_after=start_after,
+        session_factory=session_factory, source=source, uidvalidity=uidvalidity, now=now_fn()
     )
     if marks.after_import_uid < marks.last_uid:
         _catch_up_after_import(
@@ -148,25 +145,17 @@ def import_new_messages(
 
 
 def _load_watermarks(
-    *,
-    session_factory: Callable[[], Session],
-    source: ImapSource,
-    uidvalidity: int,
-    now: datetime,
-    start_after: int = 0,
+    *, session_factory: Callable[[], Session], source: ImapSource, uidvalidity: int, now: datetime
 ) -> _Watermarks:
     with session_factory() as session:
         cursor = session.get(ImapCursor, (source.name, source.folder))
         if cursor is None:
-            if start_after:
-                log.info("IMAP source %s: starting after UID %d, the mail already there is left", source.name,
-                         start_after)
             cursor = ImapCursor(
                 source=source.name,
                 folder=source.folder,
                 uidvalidity=uidvalidity,
-                last_uid=start_after,
-                after_import_uid=start_after,
+                last_uid=0,
+                after_import_uid=0,
                 updated_at=now,
             )
             session.add(cursor)
@@ -205,7 +194,7 @@ def _commit_message(
             rcpt_tos=[source.mailbox],
             now=now,
             blobs=blobs,
-            source=SENT_FOLDER_SOURCE if source.kind == "sent" else "imap",
+            source="imap",
         )
         cursor = session.get(ImapCursor, (source.name, source.folder))
         if cursor is None or cursor.uidvalidity != uidvalidity or cursor.last_uid >= uid:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import MessageRejected
 from centrala.core.settings import Settings
-from centrala.ingest.ledger import SENT_FOLDER_SOURCE, load_raw
+from centrala.ingest.ledger import load_raw
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.mail.classify import MailKind
 from centrala.mail.parse import ParsedEmail, parse_email, rewrite_cid_urls
@@ -25,7 +25,6 @@ from centrala.tickets.models import (
     Attachment,
     Channel,
     Contact,
-    ContactEmail,
     Direction,
     Interaction,
     OutboundEmail,
@@ -33,7 +32,7 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 from centrala.tickets.outbox import mark_bounced, queue_acknowledgement
-from centrala.tickets.sla_clocks import on_agent_response, on_customer_message, start_clocks_for_new_ticket
+from centrala.tickets.sla_clocks import on_customer_message, start_clocks_for_new_ticket
 from centrala.tickets.tickets import (
     ThreadMatch,
     ThreadReason,
@@ -101,16 +100,11 @@ def process_inbound_email(
         # under a key of its own, and flag it for a person.
         external_id, flag = f"{external_id}#sha256:{row.sha256[:16]}", FLAG_REUSED_MESSAGE_ID
 
-    from_sent_folder = row.source == SENT_FOLDER_SOURCE
-    if from_sent_folder or row.mailbox in settings.log_mailboxes:
+    if row.mailbox in settings.log_mailboxes:
         interaction = record_rep_email(
             session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
-            settings=settings, known_contacts_only=from_sent_folder,
+            settings=settings,
         )
-        if interaction is None and from_sent_folder:
-            # A rep's Sent folder holds mail to colleagues, suppliers, family: only mail to our customers is
-            # history. Done, with nothing logged.
-            return _mark_skipped(row=row, reason="sent mail to no known customer", now=now)
         if interaction is None:
             return quarantine(row=row, reason="mail to a log address must come from an agent", now=now)
     else:
@@ -200,17 +194,12 @@ def record_rep_email(
     now: datetime,
     blobs: BlobStore,
     settings: Settings,
-    known_contacts_only: bool = False,
 ) -> Interaction | None:
-    """Log a rep's own mail to a customer (BCC'd or forwarded to a log address, or read from the rep's Sent
-    folder) on the customer's history.
+    """Log a rep's own mail to a customer (BCC'd or forwarded to a log address) on the customer's history.
 
-    The customer is the first recipient who is neither an agent nor one of our addresses (with
-    ``known_contacts_only``, the first who is already a contact: a Sent folder holds private mail too); the
-    mail goes on the ticket it threads to, else the customer's latest open ticket, else a new one. Nobody is
-    acknowledged; on a ticket it answers the customer, as a reply from the console would.
-    Returns None when the sender is not an agent (a log address must not let strangers write our history)
-    or there is no customer among the recipients.
+    The customer is the first recipient who is neither an agent nor one of our addresses; the mail goes on the
+    ticket it threads to, else the customer's latest open ticket, else a new one. Nobody is acknowledged.
+    Returns None when the sender is not an agent: a log address must not let strangers write our history.
     """
     agent = session.scalar(select(Agent).where(Agent.email == parsed.from_address, Agent.is_active.is_(True)))
     if agent is None:
@@ -218,9 +207,6 @@ def record_rep_email(
     ours = {*settings.mailboxes, *settings.log_mailboxes}
     agents = set(session.scalars(select(Agent.email).where(Agent.email.in_([*parsed.to, *parsed.cc]))))
     customers = [a for a in [*parsed.to, *parsed.cc] if a not in ours and a not in agents]
-    if known_contacts_only:
-        known = set(session.scalars(select(ContactEmail.address).where(ContactEmail.address.in_(customers))))
-        customers = [address for address in customers if address in known]
     if not customers:
         return None
     contact = match_or_create_contact_by_email(session=session, address=customers[0], name="", now=now)
@@ -243,8 +229,6 @@ def record_rep_email(
         direction=Direction.OUTBOUND, reason=f"rep-log:{reason}", row=row, now=now, blobs=blobs,
     )
     interaction.agent_id = agent.id
-    session.flush()
-    on_agent_response(session=session, ticket=ticket, interaction=interaction, now=row.received_at)
     return interaction
 
 
@@ -348,14 +332,6 @@ def quarantine(*, row: InboundEmail, reason: str, now: datetime) -> ProcessOutco
     row.processed_at = now
     log.warning("inbound %s quarantined: %s", row.id, row.reason)
     return ProcessOutcome(row.id, InboundStatus.QUARANTINED, reason=row.reason)
-
-
-def _mark_skipped(*, row: InboundEmail, reason: str, now: datetime) -> ProcessOutcome:
-    """Done with a row that is rightly not history (e.g. a rep's private mail from their Sent folder)."""
-    row.status = InboundStatus.PROCESSED
-    row.processed_at = now
-    row.reason = reason
-    return ProcessOutcome(row.id, InboundStatus.PROCESSED, None, None, reason)
 
 
 def _mark_processed(
