@@ -28,7 +28,8 @@ class ImapSource(BaseModel):
     moves it, ``none`` leaves it as it is.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Errors must not echo the input: a url carries a password.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str
     # The URL carries the password: kept out of repr (logs, tracebacks); ``Settings.masked`` masks it.
@@ -121,7 +122,10 @@ class ImapSource(BaseModel):
 class Settings(BaseSettings):
     """Effective configuration of one Centrala process."""
 
-    model_config = SettingsConfigDict(env_prefix="CENTRALA_", env_file=".env", extra="ignore")
+    # Errors must not echo the input: URLs (IMAP sources, the SMTP relay, the database) carry passwords.
+    model_config = SettingsConfigDict(
+        env_prefix="CENTRALA_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production"] = "development"
     var_dir: Path = Path("var")

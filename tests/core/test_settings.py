@@ -80,6 +80,17 @@ def test_invalid_imap_sources_are_refused(source):
         ImapSource(**source)
 
 
+def test_an_invalid_imap_source_url_is_refused_without_echoing_its_password(monkeypatch):
+    source = {"name": "support", "url": "imap://agent:hunter2@host/INBOX?verify=0"}
+
+    with pytest.raises(ValidationError, match="starttls") as refused:
+        settings_with(monkeypatch, [source])
+    with pytest.raises(ValidationError) as refused_alone:
+        ImapSource(**source)
+
+    assert "hunter2" not in str(refused.value) and "hunter2" not in str(refused_alone.value)
+
+
 def test_imap_source_names_are_unique(monkeypatch):
     source = {"name": "support", "url": "imaps://agent:pw@host/INBOX"}
     with pytest.raises(ValidationError, match="unique"):
