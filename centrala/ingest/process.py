@@ -81,7 +81,7 @@ def process_inbound_email(
     row.attempts += 1
     raw = load_raw(row=row, blobs=blobs)
     try:
-        parsed = parse_email(raw, mail_from=row.mail_from)
+        parsed = parse_email(raw, mail_from=envelope_sender(row))
     except MessageRejected as rejection:
         return quarantine(row=row, reason=str(rejection), now=now)
     external_id = parsed.message_id or f"sha256:{row.sha256}"
@@ -174,7 +174,7 @@ def record_customer_email(
         session.flush()
         queue_acknowledgement(
             session=session, ticket=ticket, interaction=interaction, automated=automated, now=now,
-            settings=settings, envelope_sender=row.mail_from,
+            settings=settings, envelope_sender=envelope_sender(row),
         )
     if not automated:
         # SLA clocks count from our receipt of the message, not from when a worker got to it.
@@ -230,6 +230,18 @@ def record_rep_email(
     )
     interaction.agent_id = agent.id
     return interaction
+
+
+def envelope_sender(row: InboundEmail) -> str | None:
+    """The row's SMTP envelope sender, "" for the null sender, None when it is not known.
+
+    Our SMTP server saw the envelope. A message read over IMAP has only its Return-Path, which the poller
+    stores; without one its ``mail_from`` is "", which means unknown there, not null: taking it for the null
+    sender made every such message a bounce, never acknowledged. None lets the parser read Return-Path itself.
+    """
+    if row.source == "smtp" or row.mail_from:
+        return row.mail_from
+    return None
 
 
 def _thread(
