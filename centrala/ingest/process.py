@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
-from centrala.core.errors import MessageRejected
+from centrala.core.errors import MessageRejected, RepMailRejected
 from centrala.core.settings import Settings
 from centrala.ingest.ledger import load_raw
 from centrala.ingest.models import InboundEmail, InboundStatus
@@ -32,7 +33,7 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 from centrala.tickets.outbox import mark_bounced, queue_acknowledgement
-from centrala.tickets.sla_clocks import on_customer_message, start_clocks_for_new_ticket
+from centrala.tickets.sla_clocks import on_agent_response, on_customer_message, start_clocks_for_new_ticket
 from centrala.tickets.tickets import (
     ThreadMatch,
     ThreadReason,
@@ -46,6 +47,9 @@ from centrala.tickets.tickets import (
 log = logging.getLogger(__name__)
 
 FLAG_REUSED_MESSAGE_ID = "Message-ID already used by another sender"
+# A rep's Date header has whole seconds and their computer's clock: a customer message received this little
+# after it is taken to be older than the rep's mail, which then still answers it.
+REP_CLOCK_SKEW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,13 @@ def process_inbound_email(
         external_id, flag = f"{external_id}#sha256:{row.sha256[:16]}", FLAG_REUSED_MESSAGE_ID
 
     if row.mailbox in settings.log_mailboxes:
-        interaction = record_rep_email(
-            session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
-            settings=settings,
-        )
-        if interaction is None:
-            return quarantine(row=row, reason="mail to a log address must come from an agent", now=now)
+        try:
+            interaction = record_rep_email(
+                session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
+                settings=settings,
+            )
+        except RepMailRejected as refusal:
+            return quarantine(row=row, reason=f"mail to a log address {refusal}", now=now)
     else:
         interaction = record_customer_email(
             session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
@@ -148,7 +153,9 @@ def record_customer_email(
         contact = match_or_create_contact_by_email(
             session=session, address=parsed.from_address, name=parsed.from_name, now=now
         )
-        match = _thread(session=session, parsed=parsed, row=row, sender=contact, settings=settings)
+        match = _thread(
+            session=session, parsed=parsed, sender=contact, settings=settings, recipients=row.rcpt_tos
+        )
     ticket = match.ticket
     reason = match.reason
     follows_up = None
@@ -194,23 +201,30 @@ def record_rep_email(
     now: datetime,
     blobs: BlobStore,
     settings: Settings,
-) -> Interaction | None:
+) -> Interaction:
     """Log a rep's own mail to a customer (BCC'd or forwarded to a log address) on the customer's history.
 
-    The customer is the first recipient who is neither an agent nor one of our addresses; the mail goes on the
+    The customer is the first recipient who is neither an agent nor one of our addresses. The mail goes on the
     ticket it threads to, else the customer's latest open ticket, else a new one. Nobody is acknowledged.
-    Returns None when the sender is not an agent: a log address must not let strangers write our history.
+    Unless it is automated, or the customer has written on the ticket since it was sent, it answers the
+    customer as a console reply does: it meets the response clocks and leaves the ticket pending.
+
+    Raises:
+        RepMailRejected: the sender is not an agent (a log address must not let strangers write our
+            history), or no recipient is a customer.
     """
     agent = session.scalar(select(Agent).where(Agent.email == parsed.from_address, Agent.is_active.is_(True)))
     if agent is None:
-        return None
-    ours = {*settings.mailboxes, *settings.log_mailboxes}
-    agents = set(session.scalars(select(Agent.email).where(Agent.email.in_([*parsed.to, *parsed.cc]))))
-    customers = [a for a in [*parsed.to, *parsed.cc] if a not in ours and a not in agents]
-    if not customers:
-        return None
-    contact = match_or_create_contact_by_email(session=session, address=customers[0], name="", now=now)
-    match = _thread(session=session, parsed=parsed, row=row, sender=contact, settings=settings)
+        raise RepMailRejected("must come from an active agent's address")
+    customer_address = _rep_mail_customer(session=session, parsed=parsed, settings=settings)
+    if customer_address is None:
+        raise RepMailRejected("names no customer among its recipients")
+    contact = match_or_create_contact_by_email(session=session, address=customer_address, name="", now=now)
+    match = _thread(
+        session=session, parsed=parsed, sender=contact, settings=settings,
+        # The rep wrote to the customer, so our reply address, if any, is among the message's own recipients.
+        recipients=[*row.rcpt_tos, *parsed.to, *parsed.cc],
+    )
     ticket, reason = match.ticket, match.reason
     if ticket is None:
         ticket = session.scalar(
@@ -224,12 +238,63 @@ def record_rep_email(
         ticket = open_ticket(session=session, contact=contact, subject=parsed.subject, channel=Channel.EMAIL,
                              now=now, mailbox=settings.mailboxes[0])
     ticket.updated_at = max(ticket.updated_at, now)
+    sent_at = _rep_sent_at(parsed=parsed, row=row)
     interaction = _add_email_interaction(
         session=session, parsed=parsed, external_id=external_id, ticket=ticket, contact=contact,
         direction=Direction.OUTBOUND, reason=f"rep-log:{reason}", row=row, now=now, blobs=blobs,
+        occurred_at=sent_at,
     )
     interaction.agent_id = agent.id
+    session.flush()
+    answers = parsed.classification.kind == MailKind.NORMAL and not _customer_wrote_since(
+        session=session, ticket=ticket, since=sent_at
+    )
+    if answers:
+        if ticket.status in (TicketStatus.NEW, TicketStatus.OPEN):
+            ticket.status = TicketStatus.PENDING
+        on_agent_response(session=session, ticket=ticket, interaction=interaction, now=sent_at)
     return interaction
+
+
+def _rep_mail_customer(*, session: Session, parsed: ParsedEmail, settings: Settings) -> str | None:
+    """The first recipient of a rep's mail who is not us nor an agent."""
+    ours = {*settings.mailboxes, *settings.log_mailboxes}
+    # Our SMTP server takes support+anything@ for support@: reply addresses and tags are ours too.
+    candidates = [
+        address for address in dict.fromkeys([*parsed.to, *parsed.cc])
+        if address not in ours and _without_plus_tag(address) not in ours
+    ]
+    agents = set(session.scalars(select(Agent.email).where(Agent.email.in_(candidates))))
+    candidates = [address for address in candidates if address not in agents]
+    return candidates[0] if candidates else None
+
+
+def _without_plus_tag(address: str) -> str:
+    local, _, domain = address.rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"
+
+
+def _rep_sent_at(*, parsed: ParsedEmail, row: InboundEmail) -> datetime:
+    """When the rep sent the mail: its Date, since a copy may reach us long after (a Sent folder read late),
+    but never later than our receipt (a clock running fast must not place it in the future)."""
+    if parsed.date is None:
+        return row.received_at
+    return min(parsed.date.astimezone(UTC), row.received_at)
+
+
+def _customer_wrote_since(*, session: Session, ticket: Ticket, since: datetime) -> bool:
+    """Whether someone wrote on ``ticket`` after ``since``, which rep mail sent at ``since`` cannot answer."""
+    later = session.scalar(
+        select(Interaction.id)
+        .where(
+            Interaction.ticket_id == ticket.id,
+            Interaction.direction == Direction.INBOUND,
+            Interaction.classification == MailKind.NORMAL.value,
+            Interaction.occurred_at > since + REP_CLOCK_SKEW,
+        )
+        .limit(1)
+    )
+    return later is not None
 
 
 def envelope_sender(row: InboundEmail) -> str | None:
@@ -245,14 +310,14 @@ def envelope_sender(row: InboundEmail) -> str | None:
 
 
 def _thread(
-    *, session: Session, parsed: ParsedEmail, row: InboundEmail, sender: Contact, settings: Settings
+    *, session: Session, parsed: ParsedEmail, sender: Contact, settings: Settings, recipients: Sequence[str]
 ) -> ThreadMatch:
     secret = settings.secret_key.get_secret_value()
     signed_ticket_id = next(
         (t for t in (verify_message_id(m, secret) for m in parsed.referenced_ids) if t is not None), None
     )
     reply_address_ticket_id = next(
-        (found[1] for found in (verify_reply_address(a, secret) for a in row.rcpt_tos) if found is not None),
+        (found[1] for found in (verify_reply_address(a, secret) for a in recipients) if found is not None),
         None,
     )
     return find_email_thread(
@@ -297,6 +362,7 @@ def _add_email_interaction(
     now: datetime,
     blobs: BlobStore,
     flag: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> Interaction:
     interaction = add_interaction(
         session=session,
@@ -312,7 +378,7 @@ def _add_email_interaction(
         author_name=parsed.from_name,
         author_address=parsed.from_address,
         # Our receipt time, not the sender's Date header: senders' clocks are wrong often enough to misorder.
-        occurred_at=row.received_at,
+        occurred_at=occurred_at or row.received_at,
         now=now,
         thread_reason=reason,
         classification=parsed.classification.kind.value,
