@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import MessageRejected, RepMailRejected
 from centrala.core.settings import Settings
-from centrala.ingest.ledger import load_raw
+from centrala.ingest.ledger import SENT_FOLDER_SOURCE, load_raw
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.mail.classify import MailKind
 from centrala.mail.parse import ParsedEmail, parse_email, rewrite_cid_urls
@@ -26,6 +26,7 @@ from centrala.tickets.models import (
     Attachment,
     Channel,
     Contact,
+    ContactEmail,
     Direction,
     Interaction,
     OutboundEmail,
@@ -104,13 +105,18 @@ def process_inbound_email(
         # under a key of its own, and flag it for a person.
         external_id, flag = f"{external_id}#sha256:{row.sha256[:16]}", FLAG_REUSED_MESSAGE_ID
 
-    if row.mailbox in settings.log_mailboxes:
+    from_sent_folder = row.source == SENT_FOLDER_SOURCE
+    if from_sent_folder or row.mailbox in settings.log_mailboxes:
         try:
             interaction = record_rep_email(
                 session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
-                settings=settings,
+                settings=settings, from_sent_folder=from_sent_folder,
             )
         except RepMailRejected as refusal:
+            if from_sent_folder:
+                # A Sent folder also holds mail to colleagues, suppliers and family: not an error, just not
+                # history. Done with, nothing recorded.
+                return _mark_not_logged(row=row, reason=f"sent mail {refusal}", now=now)
             return quarantine(row=row, reason=f"mail to a log address {refusal}", now=now)
     else:
         interaction = record_customer_email(
@@ -201,13 +207,16 @@ def record_rep_email(
     now: datetime,
     blobs: BlobStore,
     settings: Settings,
+    from_sent_folder: bool = False,
 ) -> Interaction:
-    """Log a rep's own mail to a customer (BCC'd or forwarded to a log address) on the customer's history.
+    """Log a rep's own mail to a customer on the customer's history: mail BCC'd or forwarded to a log address,
+    or read from the rep's Sent folder.
 
-    The customer is the first recipient who is neither an agent nor one of our addresses. The mail goes on the
-    ticket it threads to, else the customer's latest open ticket, else a new one. Nobody is acknowledged.
-    Unless it is automated, or the customer has written on the ticket since it was sent, it answers the
-    customer as a console reply does: it meets the response clocks and leaves the ticket pending.
+    The customer is the first recipient who is neither an agent nor one of our addresses; from a Sent folder,
+    the first who is already a contact (a Sent folder holds private mail as well, and nobody chose to log it).
+    The mail goes on the ticket it threads to, else the customer's latest open ticket, else a new one. Nobody
+    is acknowledged. Unless it is automated, or the customer has written on the ticket since it was sent, it
+    answers the customer as a console reply does: it meets the response clocks and leaves the ticket pending.
 
     Raises:
         RepMailRejected: the sender is not an agent (a log address must not let strangers write our
@@ -216,9 +225,12 @@ def record_rep_email(
     agent = session.scalar(select(Agent).where(Agent.email == parsed.from_address, Agent.is_active.is_(True)))
     if agent is None:
         raise RepMailRejected("must come from an active agent's address")
-    customer_address = _rep_mail_customer(session=session, parsed=parsed, settings=settings)
+    customer_address = _rep_mail_customer(
+        session=session, parsed=parsed, settings=settings, known_contacts_only=from_sent_folder
+    )
     if customer_address is None:
-        raise RepMailRejected("names no customer among its recipients")
+        known = "known contact" if from_sent_folder else "customer"
+        raise RepMailRejected(f"names no {known} among its recipients")
     contact = match_or_create_contact_by_email(session=session, address=customer_address, name="", now=now)
     match = _thread(
         session=session, parsed=parsed, sender=contact, settings=settings,
@@ -235,14 +247,15 @@ def record_rep_email(
         )
         reason = ThreadReason.REFERENCE if ticket is not None else ThreadReason.NEW_TICKET
     if ticket is None:
+        mailbox = row.mailbox if from_sent_folder else settings.mailboxes[0]
         ticket = open_ticket(session=session, contact=contact, subject=parsed.subject, channel=Channel.EMAIL,
-                             now=now, mailbox=settings.mailboxes[0])
+                             now=now, mailbox=mailbox)
     ticket.updated_at = max(ticket.updated_at, now)
     sent_at = _rep_sent_at(parsed=parsed, row=row)
     interaction = _add_email_interaction(
         session=session, parsed=parsed, external_id=external_id, ticket=ticket, contact=contact,
-        direction=Direction.OUTBOUND, reason=f"rep-log:{reason}", row=row, now=now, blobs=blobs,
-        occurred_at=sent_at,
+        direction=Direction.OUTBOUND, reason=f"{'rep-sent' if from_sent_folder else 'rep-log'}:{reason}",
+        row=row, now=now, blobs=blobs, occurred_at=sent_at,
     )
     interaction.agent_id = agent.id
     session.flush()
@@ -256,8 +269,10 @@ def record_rep_email(
     return interaction
 
 
-def _rep_mail_customer(*, session: Session, parsed: ParsedEmail, settings: Settings) -> str | None:
-    """The first recipient of a rep's mail who is not us nor an agent."""
+def _rep_mail_customer(
+    *, session: Session, parsed: ParsedEmail, settings: Settings, known_contacts_only: bool
+) -> str | None:
+    """The first recipient of a rep's mail who is not us nor an agent (and, if asked, is a known contact)."""
     ours = {*settings.mailboxes, *settings.log_mailboxes}
     # Our SMTP server takes support+anything@ for support@: reply addresses and tags are ours too.
     candidates = [
@@ -266,6 +281,9 @@ def _rep_mail_customer(*, session: Session, parsed: ParsedEmail, settings: Setti
     ]
     agents = set(session.scalars(select(Agent.email).where(Agent.email.in_(candidates))))
     candidates = [address for address in candidates if address not in agents]
+    if known_contacts_only and candidates:
+        known = set(session.scalars(select(ContactEmail.address).where(ContactEmail.address.in_(candidates))))
+        candidates = [address for address in candidates if address in known]
     return candidates[0] if candidates else None
 
 
@@ -410,6 +428,15 @@ def quarantine(*, row: InboundEmail, reason: str, now: datetime) -> ProcessOutco
     row.processed_at = now
     log.warning("inbound %s quarantined: %s", row.id, row.reason)
     return ProcessOutcome(row.id, InboundStatus.QUARANTINED, reason=row.reason)
+
+
+def _mark_not_logged(*, row: InboundEmail, reason: str, now: datetime) -> ProcessOutcome:
+    """Done with a row that rightly becomes no interaction, e.g. a rep's private mail from a Sent folder."""
+    row.status = InboundStatus.PROCESSED
+    row.processed_at = now
+    row.reason = reason[:2000]
+    log.info("inbound %s not logged: %s", row.id, row.reason)
+    return ProcessOutcome(row.id, InboundStatus.PROCESSED, reason=row.reason)
 
 
 def _mark_processed(
