@@ -37,6 +37,10 @@ class MessageRejected(InvalidInputError):
     """An inbound message cannot be processed and is quarantined with this reason."""
 
 
+class RepMailRejected(MessageRejected):
+    """A rep's own mail that belongs on nobody's history: not from an agent, or to no customer of ours."""
+
+
 class HeaderInjectionError(InvalidInputError):
     """A value for a header we generate contains CR, LF or another control character (CVE-2024-6923)."""
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import functools
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from centrala.core.errors import ConfigurationError
@@ -18,6 +27,7 @@ PLACEHOLDER_SECRET = "change-me-in-production"
 
 _IMAP_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class ImapSource(BaseModel):
@@ -27,15 +37,35 @@ class ImapSource(BaseModel):
     upgraded with ``?starttls=1``); user and password are percent-encoded, the folder defaults to INBOX.
     ``after_import`` is done only once the message is committed: ``seen`` sets ``\\Seen``, ``move:Folder``
     moves it, ``none`` leaves it as it is.
+
+    ``kind`` is ``inbox`` (mail to us, processed as customers' mail) or ``sent``: a rep's own Sent folder,
+    whose mail to known customers is logged on their history as the rep's, as mail to a log address is. A Sent
+    folder is only read, never changed: its ``after_import`` is ``none``, and its folder is named in the URL.
+
+    ``start`` says where a folder read for the first time begins: ``all`` (every message in it), ``now`` (only
+    messages arriving from now on) or a date ``YYYY-MM-DD`` (messages the server received on or after it). It
+    defaults to ``all`` for an inbox and to ``now`` for a Sent folder, and is read once, when the source is
+    first polled; a source under a new name starts again.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Errors must not echo the input: a url carries a password.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str
     # The URL carries the password: kept out of repr (logs, tracebacks); ``Settings.masked`` masks it.
     url: str = Field(repr=False)
     mailbox: str | None = None
+    kind: Literal["inbox", "sent"] = "inbox"
     after_import: str = "seen"
+    start: str = "all"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sent_folder_defaults(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("kind") == "sent":
+            # What a rep expects of a newly connected Sent folder: untouched, and only new mail logged.
+            return {"after_import": "none", "start": "now", **data}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -70,12 +100,53 @@ class ImapSource(BaseModel):
             raise ValueError(f"not a mailbox address: {value!r}")
         return value.lower()
 
+    @field_validator("kind")
+    @classmethod
+    def _check_sent_folder_is_named(cls, value: str, info: ValidationInfo) -> str:
+        url = info.data.get("url")
+        if value == "sent" and url is not None and not unquote(urlsplit(url).path.lstrip("/")):
+            # INBOX, the default folder, is the one folder that surely is not the rep's sent mail.
+            raise ValueError(
+                f"IMAP source {info.data.get('name')!r} is a Sent folder (kind 'sent'): name the folder in "
+                "the url, e.g. imaps://user:password@host/Sent"
+            )
+        return value
+
     @field_validator("after_import")
     @classmethod
-    def _check_after_import(cls, value: str) -> str:
+    def _check_after_import(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("kind") == "sent" and value != "none":
+            # A rep's Sent folder is theirs: a \Seen flag or a move would change what their mail client shows.
+            raise ValueError(
+                f"IMAP source {info.data.get('name')!r} is a Sent folder (kind 'sent'), which Centrala only "
+                f"reads: after_import must be 'none' or left out, not {value!r}"
+            )
         if value in ("seen", "none") or (value.startswith("move:") and value[len("move:"):].strip()):
             return value
         raise ValueError("after_import is 'seen', 'none' or 'move:<folder>'")
+
+    @field_validator("start")
+    @classmethod
+    def _check_start(cls, value: str) -> str:
+        if value in ("all", "now"):
+            return value
+        try:
+            if _ISO_DATE.fullmatch(value):
+                date.fromisoformat(value)
+                return value
+        except ValueError:
+            pass
+        raise ValueError(f"start is 'all', 'now' or a date YYYY-MM-DD, not {value!r}")
+
+    @property
+    def is_sent_folder(self) -> bool:
+        """A rep's own Sent folder: its mail is the rep's, logged on customers' history, not acknowledged."""
+        return self.kind == "sent"
+
+    @property
+    def start_date(self) -> date | None:
+        """The day a folder read for the first time begins at, when ``start`` is a date."""
+        return None if self.start in ("all", "now") else date.fromisoformat(self.start)
 
     @property
     def _parts(self) -> SplitResult:
@@ -122,7 +193,10 @@ class ImapSource(BaseModel):
 class Settings(BaseSettings):
     """Effective configuration of one Centrala process."""
 
-    model_config = SettingsConfigDict(env_prefix="CENTRALA_", env_file=".env", extra="ignore")
+    # Errors must not echo the input: URLs (IMAP sources, the SMTP relay, the database) carry passwords.
+    model_config = SettingsConfigDict(
+        env_prefix="CENTRALA_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production"] = "development"
     var_dir: Path = Path("var")
@@ -147,7 +221,8 @@ class Settings(BaseSettings):
     smtp_max_connections: int = 200
 
     # IMAP folders to import from, as a JSON list: CENTRALA_IMAP_MAILBOXES='[{"name": "support",
-    # "url": "imaps://user:pass@host/INBOX", "mailbox": "support@example.com", "after_import": "seen"}]'.
+    # "url": "imaps://user:pass@host/INBOX", "mailbox": "support@example.com", "after_import": "seen"}]';
+    # a rep's Sent folder: {"name": "jana-sent", "url": "imaps://jana:pass@host/Sent", "kind": "sent"}.
     imap_mailboxes: list[ImapSource] = Field(default_factory=list)
     # RFC 2177: a server may log out a client idle for 30 minutes, so IDLE is renewed before that.
     imap_idle_renew_seconds: float = 29 * 60

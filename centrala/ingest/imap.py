@@ -2,8 +2,11 @@
 
 Each source of ``Settings.imap_mailboxes`` gets a thread with one connection, and each pass over its folder:
 
-1. SELECTs the folder. A UIDVALIDITY other than the stored one voids the stored UIDs (RFC 3501 §2.3.1.1):
-   the folder is read again from the start, and the ledger's sha256 keeps known bytes from being stored twice.
+1. SELECTs the folder (EXAMINEs it, read-only, when nothing is to be done after import: RFC 3501 §6.3.2).
+   A folder seen for the first time starts where the source's ``start`` says: at its first message, above the
+   messages already there, or at a date. A UIDVALIDITY other than the stored one voids the stored UIDs (RFC
+   3501 §2.3.1.1): the folder is read again from that start (from the day before the last pass where the
+   start was not "all"), and the ledger's sha256 keeps known bytes from being stored twice.
 2. Finishes the after-import action of messages committed by an earlier pass that stopped before acting.
 3. Searches ``UID n:*`` with n one above the watermark and keeps only UIDs >= n: RFC 3501 §6.4.8 makes
    ``n:*`` match the last message even when its UID is below n.
@@ -16,6 +19,10 @@ Each source of ``Settings.imap_mailboxes`` gets a thread with one connection, an
 Between passes the connection IDLEs (RFC 2177) until the server announces new messages, renewing the IDLE
 before the server's 30-minute inactivity logout; a server without IDLE is polled. A lost connection is made
 again with exponential back-off and jitter.
+
+A rep's Sent folder (``kind`` "sent") is read like any other, but only ever EXAMINEd, its messages stored with
+source "imap-sent" so that processing logs them as the rep's own mail; by default it starts with the mail sent
+from now on.
 
 Why each message lands in the ledger once: a crash after the fetch and before the commit leaves the watermark
 where it was, so the message is fetched and committed again; a crash after the commit and before the action
@@ -35,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
@@ -47,7 +54,7 @@ from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.errors import ConfigurationError, ConflictError
 from centrala.core.settings import ImapSource, Settings, get_settings
-from centrala.ingest.ledger import record_inbound_email
+from centrala.ingest.ledger import SENT_FOLDER_SOURCE, record_inbound_email
 from centrala.ingest.models import ImapCursor
 
 log = logging.getLogger(__name__)
@@ -98,10 +105,24 @@ def import_new_messages(
     """
     if source.mailbox is None:
         raise ConfigurationError(f"IMAP source {source.name!r} has no Centrala mailbox")
-    selected = client.select_folder(source.folder)
+    # With nothing to do after import, EXAMINE: the server then changes nothing, not even \Recent.
+    selected = client.select_folder(source.folder, readonly=source.after_import == "none")
     uidvalidity = int(selected[b"UIDVALIDITY"])
+    previous = _read_cursor(session_factory=session_factory, source=source)
+    start_after = 0
+    if previous is None or previous.uidvalidity != uidvalidity:
+        start_after = _first_watermark(
+            client=client,
+            source=source,
+            selected=selected,
+            previous_pass_at=previous.updated_at if previous is not None else None,
+        )
     marks = _load_watermarks(
-        session_factory=session_factory, source=source, uidvalidity=uidvalidity, now=now_fn()
+        session_factory=session_factory,
+        source=source,
+        uidvalidity=uidvalidity,
+        now=now_fn(),
+        start_after=start_after,
     )
     if marks.after_import_uid < marks.last_uid:
         _catch_up_after_import(
@@ -144,29 +165,87 @@ def import_new_messages(
     return taken
 
 
+@dataclass(frozen=True)
+class _StoredCursor:
+    uidvalidity: int
+    updated_at: datetime
+
+
+def _read_cursor(*, session_factory: Callable[[], Session], source: ImapSource) -> _StoredCursor | None:
+    with session_factory() as session:
+        cursor = session.get(ImapCursor, (source.name, source.folder))
+        return None if cursor is None else _StoredCursor(cursor.uidvalidity, cursor.updated_at)
+
+
+def _first_watermark(
+    *, client: IMAPClient, source: ImapSource, selected: dict, previous_pass_at: datetime | None
+) -> int:
+    """The watermark a folder starts at when it is new to us, or new under another UIDVALIDITY.
+
+    ``start`` ``all`` reads it from the start. ``now`` starts above the messages already in it (UIDNEXT, RFC
+    3501 §7.3.1) and a date at the first message the server received on that day (SEARCH SINCE compares the
+    internal date, §6.4.4). A folder that was read before and now has another UIDVALIDITY is read again from
+    the day before our last pass, unless it is read from the start anyway: the day before, because SINCE
+    counts days in the server's time zone; what is read twice is found in the ledger by its bytes.
+    """
+    if source.start == "all":
+        return 0
+    if previous_pass_at is not None:
+        since = (previous_pass_at - timedelta(days=1)).date()
+    elif source.start_date is not None:
+        since = source.start_date
+    else:
+        return _uid_before_next(client, selected)
+    found = client.search(["SINCE", since])
+    first = min(found) - 1 if found else _uid_before_next(client, selected)
+    log.info("IMAP source %s: starting after UID %d (messages since %s)", source.name, first, since)
+    return first
+
+
+def _uid_before_next(client: IMAPClient, selected: dict) -> int:
+    """The highest UID now in the selected folder, or below: UIDNEXT - 1, from SELECT where it is given."""
+    if b"UIDNEXT" in selected:
+        return max(0, int(selected[b"UIDNEXT"]) - 1)
+    return max(client.search(["ALL"]), default=0)
+
+
 def _load_watermarks(
-    *, session_factory: Callable[[], Session], source: ImapSource, uidvalidity: int, now: datetime
+    *,
+    session_factory: Callable[[], Session],
+    source: ImapSource,
+    uidvalidity: int,
+    now: datetime,
+    start_after: int = 0,
 ) -> _Watermarks:
     with session_factory() as session:
         cursor = session.get(ImapCursor, (source.name, source.folder))
         if cursor is None:
+            if start_after:
+                log.info(
+                    "IMAP source %s: first pass, leaving the messages up to UID %d as they were (start %s)",
+                    source.name,
+                    start_after,
+                    source.start,
+                )
             cursor = ImapCursor(
                 source=source.name,
                 folder=source.folder,
                 uidvalidity=uidvalidity,
-                last_uid=0,
-                after_import_uid=0,
+                last_uid=start_after,
+                after_import_uid=start_after,
                 updated_at=now,
             )
             session.add(cursor)
         elif cursor.uidvalidity != uidvalidity:
             log.warning(
-                "IMAP source %s: UIDVALIDITY changed from %d to %d, reading the folder again from the start",
+                "IMAP source %s: UIDVALIDITY changed from %d to %d, reading the folder again after UID %d",
                 source.name,
                 cursor.uidvalidity,
                 uidvalidity,
+                start_after,
             )
-            cursor.uidvalidity, cursor.last_uid, cursor.after_import_uid = uidvalidity, 0, 0
+            cursor.uidvalidity = uidvalidity
+            cursor.last_uid = cursor.after_import_uid = start_after
             cursor.updated_at = now
         marks = _Watermarks(cursor.uidvalidity, cursor.last_uid, cursor.after_import_uid)
         session.commit()
@@ -194,7 +273,7 @@ def _commit_message(
             rcpt_tos=[source.mailbox],
             now=now,
             blobs=blobs,
-            source="imap",
+            source=SENT_FOLDER_SOURCE if source.is_sent_folder else "imap",
         )
         cursor = session.get(ImapCursor, (source.name, source.folder))
         if cursor is None or cursor.uidvalidity != uidvalidity or cursor.last_uid >= uid:

@@ -21,6 +21,8 @@ from centrala.ingest.models import InboundEmail, InboundStatus
 log = logging.getLogger(__name__)
 
 PROCESS_EMAIL_JOB = "centrala.workers.jobs.process_inbound_email"
+# The ``source`` of mail read from a rep's own Sent folder: processed as the rep's mail, like a log address's.
+SENT_FOLDER_SOURCE = "imap-sent"
 # Raw messages up to this size live in the row; larger ones in the blob store, written and fsynced first.
 INLINE_RAW_LIMIT = 1024 * 1024
 

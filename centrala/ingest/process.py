@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
-from centrala.core.errors import MessageRejected
+from centrala.core.errors import MessageRejected, RepMailRejected
 from centrala.core.settings import Settings
-from centrala.ingest.ledger import load_raw
+from centrala.ingest.ledger import SENT_FOLDER_SOURCE, load_raw
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.mail.classify import MailKind
 from centrala.mail.parse import ParsedEmail, parse_email, rewrite_cid_urls
@@ -25,6 +26,7 @@ from centrala.tickets.models import (
     Attachment,
     Channel,
     Contact,
+    ContactEmail,
     Direction,
     Interaction,
     OutboundEmail,
@@ -32,7 +34,7 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 from centrala.tickets.outbox import mark_bounced, queue_acknowledgement
-from centrala.tickets.sla_clocks import on_customer_message, start_clocks_for_new_ticket
+from centrala.tickets.sla_clocks import on_agent_response, on_customer_message, start_clocks_for_new_ticket
 from centrala.tickets.tickets import (
     ThreadMatch,
     ThreadReason,
@@ -46,6 +48,9 @@ from centrala.tickets.tickets import (
 log = logging.getLogger(__name__)
 
 FLAG_REUSED_MESSAGE_ID = "Message-ID already used by another sender"
+# A rep's Date header has whole seconds and their computer's clock: a customer message received this little
+# after it is taken to be older than the rep's mail, which then still answers it.
+REP_CLOCK_SKEW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ def process_inbound_email(
     row.attempts += 1
     raw = load_raw(row=row, blobs=blobs)
     try:
-        parsed = parse_email(raw, mail_from=row.mail_from)
+        parsed = parse_email(raw, mail_from=envelope_sender(row))
     except MessageRejected as rejection:
         return quarantine(row=row, reason=str(rejection), now=now)
     external_id = parsed.message_id or f"sha256:{row.sha256}"
@@ -100,13 +105,19 @@ def process_inbound_email(
         # under a key of its own, and flag it for a person.
         external_id, flag = f"{external_id}#sha256:{row.sha256[:16]}", FLAG_REUSED_MESSAGE_ID
 
-    if row.mailbox in settings.log_mailboxes:
-        interaction = record_rep_email(
-            session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
-            settings=settings,
-        )
-        if interaction is None:
-            return quarantine(row=row, reason="mail to a log address must come from an agent", now=now)
+    from_sent_folder = row.source == SENT_FOLDER_SOURCE
+    if from_sent_folder or row.mailbox in settings.log_mailboxes:
+        try:
+            interaction = record_rep_email(
+                session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
+                settings=settings, from_sent_folder=from_sent_folder,
+            )
+        except RepMailRejected as refusal:
+            if from_sent_folder:
+                # A Sent folder also holds mail to colleagues, suppliers and family: not an error, just not
+                # history. Done with, nothing recorded.
+                return _mark_not_logged(row=row, reason=f"sent mail {refusal}", now=now)
+            return quarantine(row=row, reason=f"mail to a log address {refusal}", now=now)
     else:
         interaction = record_customer_email(
             session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
@@ -148,7 +159,9 @@ def record_customer_email(
         contact = match_or_create_contact_by_email(
             session=session, address=parsed.from_address, name=parsed.from_name, now=now
         )
-        match = _thread(session=session, parsed=parsed, row=row, sender=contact, settings=settings)
+        match = _thread(
+            session=session, parsed=parsed, sender=contact, settings=settings, recipients=row.rcpt_tos
+        )
     ticket = match.ticket
     reason = match.reason
     follows_up = None
@@ -174,7 +187,7 @@ def record_customer_email(
         session.flush()
         queue_acknowledgement(
             session=session, ticket=ticket, interaction=interaction, automated=automated, now=now,
-            settings=settings, envelope_sender=row.mail_from,
+            settings=settings, envelope_sender=envelope_sender(row),
         )
     if not automated:
         # SLA clocks count from our receipt of the message, not from when a worker got to it.
@@ -194,23 +207,36 @@ def record_rep_email(
     now: datetime,
     blobs: BlobStore,
     settings: Settings,
-) -> Interaction | None:
-    """Log a rep's own mail to a customer (BCC'd or forwarded to a log address) on the customer's history.
+    from_sent_folder: bool = False,
+) -> Interaction:
+    """Log a rep's own mail to a customer on the customer's history: mail BCC'd or forwarded to a log address,
+    or read from the rep's Sent folder.
 
-    The customer is the first recipient who is neither an agent nor one of our addresses; the mail goes on the
-    ticket it threads to, else the customer's latest open ticket, else a new one. Nobody is acknowledged.
-    Returns None when the sender is not an agent: a log address must not let strangers write our history.
+    The customer is the first recipient who is neither an agent nor one of our addresses; from a Sent folder,
+    the first who is already a contact (a Sent folder holds private mail as well, and nobody chose to log it).
+    The mail goes on the ticket it threads to, else the customer's latest open ticket, else a new one. Nobody
+    is acknowledged. Unless it is automated, or the customer has written on the ticket since it was sent, it
+    answers the customer as a console reply does: it meets the response clocks and leaves the ticket pending.
+
+    Raises:
+        RepMailRejected: the sender is not an agent (a log address must not let strangers write our
+            history), or no recipient is a customer.
     """
     agent = session.scalar(select(Agent).where(Agent.email == parsed.from_address, Agent.is_active.is_(True)))
     if agent is None:
-        return None
-    ours = {*settings.mailboxes, *settings.log_mailboxes}
-    agents = set(session.scalars(select(Agent.email).where(Agent.email.in_([*parsed.to, *parsed.cc]))))
-    customers = [a for a in [*parsed.to, *parsed.cc] if a not in ours and a not in agents]
-    if not customers:
-        return None
-    contact = match_or_create_contact_by_email(session=session, address=customers[0], name="", now=now)
-    match = _thread(session=session, parsed=parsed, row=row, sender=contact, settings=settings)
+        raise RepMailRejected("must come from an active agent's address")
+    customer_address = _rep_mail_customer(
+        session=session, parsed=parsed, settings=settings, known_contacts_only=from_sent_folder
+    )
+    if customer_address is None:
+        known = "known contact" if from_sent_folder else "customer"
+        raise RepMailRejected(f"names no {known} among its recipients")
+    contact = match_or_create_contact_by_email(session=session, address=customer_address, name="", now=now)
+    match = _thread(
+        session=session, parsed=parsed, sender=contact, settings=settings,
+        # The rep wrote to the customer, so our reply address, if any, is among the message's own recipients.
+        recipients=[*row.rcpt_tos, *parsed.to, *parsed.cc],
+    )
     ticket, reason = match.ticket, match.reason
     if ticket is None:
         ticket = session.scalar(
@@ -221,26 +247,95 @@ def record_rep_email(
         )
         reason = ThreadReason.REFERENCE if ticket is not None else ThreadReason.NEW_TICKET
     if ticket is None:
+        mailbox = row.mailbox if from_sent_folder else settings.mailboxes[0]
         ticket = open_ticket(session=session, contact=contact, subject=parsed.subject, channel=Channel.EMAIL,
-                             now=now, mailbox=settings.mailboxes[0])
+                             now=now, mailbox=mailbox)
     ticket.updated_at = max(ticket.updated_at, now)
+    sent_at = _rep_sent_at(parsed=parsed, row=row)
     interaction = _add_email_interaction(
         session=session, parsed=parsed, external_id=external_id, ticket=ticket, contact=contact,
-        direction=Direction.OUTBOUND, reason=f"rep-log:{reason}", row=row, now=now, blobs=blobs,
+        direction=Direction.OUTBOUND, reason=f"{'rep-sent' if from_sent_folder else 'rep-log'}:{reason}",
+        row=row, now=now, blobs=blobs, occurred_at=sent_at,
     )
     interaction.agent_id = agent.id
+    session.flush()
+    answers = parsed.classification.kind == MailKind.NORMAL and not _customer_wrote_since(
+        session=session, ticket=ticket, since=sent_at
+    )
+    if answers:
+        if ticket.status in (TicketStatus.NEW, TicketStatus.OPEN):
+            ticket.status = TicketStatus.PENDING
+        on_agent_response(session=session, ticket=ticket, interaction=interaction, now=sent_at)
     return interaction
 
 
+def _rep_mail_customer(
+    *, session: Session, parsed: ParsedEmail, settings: Settings, known_contacts_only: bool
+) -> str | None:
+    """The first recipient of a rep's mail who is not us nor an agent (and, if asked, is a known contact)."""
+    ours = {*settings.mailboxes, *settings.log_mailboxes}
+    # Our SMTP server takes support+anything@ for support@: reply addresses and tags are ours too.
+    candidates = [
+        address for address in dict.fromkeys([*parsed.to, *parsed.cc])
+        if address not in ours and _without_plus_tag(address) not in ours
+    ]
+    agents = set(session.scalars(select(Agent.email).where(Agent.email.in_(candidates))))
+    candidates = [address for address in candidates if address not in agents]
+    if known_contacts_only and candidates:
+        known = set(session.scalars(select(ContactEmail.address).where(ContactEmail.address.in_(candidates))))
+        candidates = [address for address in candidates if address in known]
+    return candidates[0] if candidates else None
+
+
+def _without_plus_tag(address: str) -> str:
+    local, _, domain = address.rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"
+
+
+def _rep_sent_at(*, parsed: ParsedEmail, row: InboundEmail) -> datetime:
+    """When the rep sent the mail: its Date, since a copy may reach us long after (a Sent folder read late),
+    but never later than our receipt (a clock running fast must not place it in the future)."""
+    if parsed.date is None:
+        return row.received_at
+    return min(parsed.date.astimezone(UTC), row.received_at)
+
+
+def _customer_wrote_since(*, session: Session, ticket: Ticket, since: datetime) -> bool:
+    """Whether someone wrote on ``ticket`` after ``since``, which rep mail sent at ``since`` cannot answer."""
+    later = session.scalar(
+        select(Interaction.id)
+        .where(
+            Interaction.ticket_id == ticket.id,
+            Interaction.direction == Direction.INBOUND,
+            Interaction.classification == MailKind.NORMAL.value,
+            Interaction.occurred_at > since + REP_CLOCK_SKEW,
+        )
+        .limit(1)
+    )
+    return later is not None
+
+
+def envelope_sender(row: InboundEmail) -> str | None:
+    """The row's SMTP envelope sender, "" for the null sender, None when it is not known.
+
+    Our SMTP server saw the envelope. A message read over IMAP has only its Return-Path, which the poller
+    stores; without one its ``mail_from`` is "", which means unknown there, not null: taking it for the null
+    sender made every such message a bounce, never acknowledged. None lets the parser read Return-Path itself.
+    """
+    if row.source == "smtp" or row.mail_from:
+        return row.mail_from
+    return None
+
+
 def _thread(
-    *, session: Session, parsed: ParsedEmail, row: InboundEmail, sender: Contact, settings: Settings
+    *, session: Session, parsed: ParsedEmail, sender: Contact, settings: Settings, recipients: Sequence[str]
 ) -> ThreadMatch:
     secret = settings.secret_key.get_secret_value()
     signed_ticket_id = next(
         (t for t in (verify_message_id(m, secret) for m in parsed.referenced_ids) if t is not None), None
     )
     reply_address_ticket_id = next(
-        (found[1] for found in (verify_reply_address(a, secret) for a in row.rcpt_tos) if found is not None),
+        (found[1] for found in (verify_reply_address(a, secret) for a in recipients) if found is not None),
         None,
     )
     return find_email_thread(
@@ -285,6 +380,7 @@ def _add_email_interaction(
     now: datetime,
     blobs: BlobStore,
     flag: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> Interaction:
     interaction = add_interaction(
         session=session,
@@ -300,7 +396,7 @@ def _add_email_interaction(
         author_name=parsed.from_name,
         author_address=parsed.from_address,
         # Our receipt time, not the sender's Date header: senders' clocks are wrong often enough to misorder.
-        occurred_at=row.received_at,
+        occurred_at=occurred_at or row.received_at,
         now=now,
         thread_reason=reason,
         classification=parsed.classification.kind.value,
@@ -332,6 +428,15 @@ def quarantine(*, row: InboundEmail, reason: str, now: datetime) -> ProcessOutco
     row.processed_at = now
     log.warning("inbound %s quarantined: %s", row.id, row.reason)
     return ProcessOutcome(row.id, InboundStatus.QUARANTINED, reason=row.reason)
+
+
+def _mark_not_logged(*, row: InboundEmail, reason: str, now: datetime) -> ProcessOutcome:
+    """Done with a row that rightly becomes no interaction, e.g. a rep's private mail from a Sent folder."""
+    row.status = InboundStatus.PROCESSED
+    row.processed_at = now
+    row.reason = reason[:2000]
+    log.info("inbound %s not logged: %s", row.id, row.reason)
+    return ProcessOutcome(row.id, InboundStatus.PROCESSED, reason=row.reason)
 
 
 def _mark_processed(

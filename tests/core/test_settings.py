@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 from pydantic import ValidationError
@@ -78,6 +79,73 @@ def test_imap_passwords_are_masked_and_kept_out_of_repr(monkeypatch):
 def test_invalid_imap_sources_are_refused(source):
     with pytest.raises(ValidationError):
         ImapSource(**source)
+
+
+def test_an_invalid_imap_source_url_is_refused_without_echoing_its_password(monkeypatch):
+    source = {"name": "support", "url": "imap://agent:hunter2@host/INBOX?verify=0"}
+
+    with pytest.raises(ValidationError, match="starttls") as refused:
+        settings_with(monkeypatch, [source])
+    with pytest.raises(ValidationError) as refused_alone:
+        ImapSource(**source)
+
+    assert "hunter2" not in str(refused.value) and "hunter2" not in str(refused_alone.value)
+
+
+def test_a_sent_folder_is_only_read_and_starts_with_mail_sent_from_now_on(monkeypatch):
+    settings = settings_with(
+        monkeypatch,
+        [
+            {"name": "support", "url": "imaps://support:pw@imap.example.cz/INBOX"},
+            {"name": "jana-sent", "url": "imaps://jana:hunter2@imap.example.cz/Sent%20Items", "kind": "sent"},
+            {
+                "name": "petr-sent",
+                "url": "imaps://petr:pw@imap.example.cz/Sent",
+                "kind": "sent",
+                "start": "2026-11-01",
+                "mailbox": "sales@example.cz",
+            },
+        ],
+    )
+
+    support, jana, petr = settings.imap_mailboxes
+    assert (support.kind, support.after_import, support.start, support.is_sent_folder) == (
+        "inbox", "seen", "all", False
+    )
+    assert (jana.kind, jana.after_import, jana.start, jana.is_sent_folder) == ("sent", "none", "now", True)
+    assert (jana.folder, jana.mailbox, jana.start_date) == ("Sent Items", settings.mailboxes[0], None)
+    assert (petr.start_date, petr.mailbox) == (date(2026, 11, 1), "sales@example.cz")
+    shown = json.dumps(settings.masked())
+    assert "hunter2" not in shown and "imaps://jana:********@imap.example.cz/Sent%20Items" in shown
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"after_import": "move:Archive"}, "Sent folder .* only reads: after_import must be 'none'"),
+        ({"after_import": "seen"}, "Sent folder .* only reads: after_import must be 'none'"),
+        ({"url": "imaps://jana:hunter2@imap.example.cz"}, "name the folder in the url"),
+        ({"url": "imaps://jana:hunter2@imap.example.cz/"}, "name the folder in the url"),
+        ({"start": "yesterday"}, "start is 'all', 'now' or a date YYYY-MM-DD"),
+        ({"start": "2026-02-30"}, "start is 'all', 'now' or a date YYYY-MM-DD"),
+        ({"start": "20261101"}, "start is 'all', 'now' or a date YYYY-MM-DD"),
+        ({"kind": "outbox"}, "'inbox' or 'sent'"),
+    ],
+)
+def test_a_sent_folder_misconfigured_is_refused_with_a_clear_reason(monkeypatch, source, message):
+    sent = {"name": "jana-sent", "url": "imaps://jana:hunter2@imap.example.cz/Sent", "kind": "sent", **source}
+
+    with pytest.raises(ValidationError, match=message) as refused:
+        settings_with(monkeypatch, [sent])
+
+    assert "hunter2" not in str(refused.value)
+
+
+def test_an_inbox_may_start_with_mail_arriving_from_now_on(monkeypatch):
+    [source] = settings_with(
+        monkeypatch, [{"name": "support", "url": "imaps://s:pw@imap.example.cz/INBOX", "start": "now"}]
+    ).imap_mailboxes
+    assert (source.kind, source.start, source.after_import) == ("inbox", "now", "seen")
 
 
 def test_imap_source_names_are_unique(monkeypatch):

@@ -10,7 +10,15 @@ from sqlalchemy import func, select
 from centrala.ingest.ledger import record_inbound_email, requeue_stale_emails
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.ingest.process import process_inbound_email
-from centrala.tickets.models import Direction, Contact, ContactEmail, Interaction, Ticket, TicketStatus
+from centrala.tickets.models import (
+    Contact,
+    ContactEmail,
+    Direction,
+    Interaction,
+    OutboundEmail,
+    Ticket,
+    TicketStatus,
+)
 from tests.support.mails import make_mail
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -174,6 +182,31 @@ def test_large_message_is_kept_in_the_blob_store(session, ingest, blobs):
     row = session.get(InboundEmail, outcome.inbound_id)
     assert row.raw is None and blobs.get(row.blob_sha256) == raw
     assert outcome.status == InboundStatus.PROCESSED
+
+
+@pytest.mark.parametrize(
+    ("return_path", "classification", "acknowledged"),
+    [(None, "normal", True), ("<jana@example.cz>", "normal", True), ("<>", "bounce", False)],
+)
+def test_mail_read_over_imap_is_a_bounce_only_when_its_return_path_is_null(
+    session, blobs, return_path, classification, acknowledged
+):
+    headers = {"Return-Path": return_path} if return_path else None
+    raw = make_mail(extra_headers=headers)
+    # As the IMAP poller stores it: the envelope sender from Return-Path, "" when there is none or it is null.
+    recorded = record_inbound_email(
+        session=session, raw=raw, mailbox="support@localhost",
+        mail_from="jana@example.cz" if return_path == "<jana@example.cz>" else "",
+        rcpt_tos=["support@localhost"], now=NOW, blobs=blobs, source="imap",
+    )
+    outcome = process_inbound_email(
+        session=session, inbound_id=recorded.id, now=NOW, blobs=blobs, settings=get_settings()
+    )
+    session.flush()
+
+    entry = session.get(Interaction, outcome.interaction_id)
+    assert entry.classification == classification
+    assert (count(session, OutboundEmail) == 1) is acknowledged
 
 
 def test_sweeper_requeues_only_rows_left_unprocessed(session, blobs):

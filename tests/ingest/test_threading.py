@@ -12,12 +12,16 @@ from centrala.ingest.models import InboundStatus
 from centrala.ingest.process import FLAG_REUSED_MESSAGE_ID, process_inbound_email
 from centrala.mail.tokens import make_message_id, make_reply_address
 from centrala.tickets.models import (
+    ClockState,
     ContactEmail,
     Direction,
     Interaction,
     OutboundEmail,
     OutboundKind,
     OutboundState,
+    SlaClock,
+    SlaMetric,
+    SlaPolicy,
     Ticket,
     TicketStatus,
 )
@@ -228,6 +232,113 @@ def test_log_address_refuses_mail_from_non_agents(ingest):
     outcome = ingest(make_mail(sender="someone@example.org", to="jana@example.cz"), mailbox="log@localhost")
     assert outcome.status == InboundStatus.QUARANTINED
     assert "agent" in outcome.reason
+
+
+def rep_mail(number: int, *, sent_at: datetime = NOW, **fields) -> bytes:
+    """Mail from the agent rep@centrala.test to the customer, as the rep's own mail program sends it."""
+    return make_mail(
+        sender="Rep <rep@centrala.test>",
+        to=fields.pop("to", "Jana <jana@example.cz>"),
+        subject=fields.pop("subject", "Re: přihlášení"),
+        body="Heslo jsem Vám resetoval.",
+        message_id=f"<rep-{number}@centrala.test>",
+        date=sent_at,
+        **fields,
+    )
+
+
+@pytest.fixture()
+def policy(session):
+    """A round-the-clock SLA policy for every ticket."""
+    session.add(
+        SlaPolicy(
+            name="Round the clock",
+            is_default=True,
+            escalations=[],
+            targets={"default": {"first_response": 60, "next_response": 120, "resolution": 480}},
+            updated_at=NOW,
+        )
+    )
+    session.flush()
+
+
+def clock_states(session, ticket_id) -> dict[SlaMetric, ClockState]:
+    clocks = session.scalars(select(SlaClock).where(SlaClock.ticket_id == ticket_id).order_by(SlaClock.id))
+    return {clock.metric: clock.state for clock in clocks}
+
+
+def test_rep_mail_answers_the_customer_as_a_console_reply_does(session, ingest, policy):
+    first = ingest(make_mail())
+    make_agent(session, email="rep@centrala.test")
+
+    sent_at = NOW + timedelta(minutes=5)
+    logged = ingest(rep_mail(1, sent_at=sent_at), at=sent_at + timedelta(minutes=1), mailbox="log@localhost")
+
+    ticket = session.get(Ticket, first.ticket_id)
+    assert logged.ticket_id == ticket.id and ticket.status == TicketStatus.PENDING
+    assert clock_states(session, ticket.id) == {
+        SlaMetric.FIRST_RESPONSE: ClockState.MET,
+        SlaMetric.RESOLUTION: ClockState.PAUSED,
+    }
+    first_response = session.scalars(
+        select(SlaClock).where(SlaClock.ticket_id == ticket.id, SlaClock.metric == SlaMetric.FIRST_RESPONSE)
+    ).one()
+    # Met when the rep sent it (its Date), not when the copy reached us.
+    assert first_response.met_at == sent_at
+    assert interaction_of(session, logged).occurred_at == sent_at
+
+
+def test_rep_mail_older_than_the_customers_last_message_is_logged_but_answers_nothing(
+    session, ingest, policy
+):
+    first = ingest(make_mail())
+    make_agent(session, email="rep@centrala.test")
+
+    # Read late (a Sent folder backfilled, a poller that was down): sent before the customer wrote.
+    logged = ingest(
+        rep_mail(1, sent_at=NOW - timedelta(hours=3)), at=NOW + timedelta(minutes=30), mailbox="log@localhost"
+    )
+
+    ticket = session.get(Ticket, first.ticket_id)
+    assert logged.ticket_id == ticket.id and ticket.status == TicketStatus.NEW
+    assert clock_states(session, ticket.id) == {
+        SlaMetric.FIRST_RESPONSE: ClockState.RUNNING,
+        SlaMetric.RESOLUTION: ClockState.RUNNING,
+    }
+    assert [i.external_id for i in ticket.interactions][:2] == ["rep-1@centrala.test", "m1@example.cz"]
+
+
+def test_an_automated_rep_mail_answers_nothing(session, ingest, policy):
+    first = ingest(make_mail())
+    make_agent(session, email="rep@centrala.test")
+
+    out_of_office = rep_mail(1, subject="Nepřítomnost", extra_headers={"Auto-Submitted": "auto-replied"})
+    logged = ingest(out_of_office, at=NOW + timedelta(minutes=1), mailbox="log@localhost")
+
+    assert interaction_of(session, logged).direction == Direction.OUTBOUND
+    assert session.get(Ticket, first.ticket_id).status == TicketStatus.NEW
+    assert clock_states(session, first.ticket_id)[SlaMetric.FIRST_RESPONSE] == ClockState.RUNNING
+
+
+def test_rep_mail_threads_by_our_reply_address_among_its_recipients(session, ingest, settings):
+    older = ingest(make_mail())
+    newer = ingest(make_mail(subject="Jiná věc", message_id="<m2@example.cz>"), at=NOW + timedelta(hours=1))
+    make_agent(session, email="rep@centrala.test")
+    address = make_reply_address(
+        mailbox="support@localhost", ticket_id=older.ticket_id, secret=secret(settings)
+    )
+
+    # Reply-all to mail of ours: the ticket's reply address is in Cc, the subject says nothing.
+    logged = ingest(
+        rep_mail(1, subject="Dotaz", extra_headers={"Cc": address}),
+        at=NOW + timedelta(hours=2),
+        mailbox="log@localhost",
+    )
+
+    assert newer.ticket_id != older.ticket_id
+    entry = interaction_of(session, logged)
+    assert (logged.ticket_id, entry.thread_reason) == (older.ticket_id, "rep-log:reply-address")
+    assert entry.contact.emails[0].address == "jana@example.cz"
 
 
 def test_new_ticket_is_acknowledged_and_quoted_history_is_stripped(session, ingest):
