@@ -27,7 +27,8 @@ MAX_QUERY_LENGTH = 200
 MAX_RESULTS = 30
 _WORD = re.compile(r"\w+", re.UNICODE)
 # The expression of migration 0012's index, so that PostgreSQL uses it.
-FOLD_FROM, FOLD_TO = "áäčďéěëíľĺňóôöřŕšťúůüýžąćęłńśźż", "aacdeeeillnooorrstuuuyzacelnszz"
+# "<" and ">" become spaces: PostgreSQL's parser reads "<word>...</word>" as markup and drops the words inside.
+FOLD_FROM, FOLD_TO = "áäčďéěëíľĺňóôöřŕšťúůüýžąćęłńśźż<>", "aacdeeeillnooorrstuuuyzacelnszz  "
 _PG_VECTOR = (
     "to_tsvector('simple', translate(lower(coalesce(interaction.subject, '') || ' ' || "
     f"coalesce(interaction.text, '')), '{FOLD_FROM}', '{FOLD_TO}'))"

@@ -21,7 +21,8 @@ depends_on = None
 
 # Diacritics of Czech, Slovak, Polish and German folded with translate() (unaccent is an extension that needs a
 # superuser to install); the query side folds the same way (centrala.tickets.search).
-FOLD_FROM, FOLD_TO = "áäčďéěëíľĺňóôöřŕšťúůüýžąćęłńśźż", "aacdeeeillnooorrstuuuyzacelnszz"
+# "<" and ">" become spaces: PostgreSQL's parser reads "<word>...</word>" as markup and drops the words inside.
+FOLD_FROM, FOLD_TO = "áäčďéěëíľĺňóôöřŕšťúůüýžąćęłńśźż<>", "aacdeeeillnooorrstuuuyzacelnszz  "
 PG_VECTOR = (
     "to_tsvector('simple', translate(lower(coalesce(subject, '') || ' ' || coalesce(text, '')), "
     f"'{FOLD_FROM}', '{FOLD_TO}'))"
