@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -89,7 +89,10 @@ def enqueue_now(jobs: list[PendingJob], connection: redis.Redis | None = None) -
         with queue.connection.pipeline() as pipe:
             for job in jobs:
                 if job.at is not None:
-                    queue.enqueue_at(job.at, job.func, *job.args, job_id=job.job_id, pipeline=pipe, **job.options)
+                    queue.enqueue_at(
+                        _whole_second_after(job.at), job.func, *job.args, job_id=job.job_id, pipeline=pipe,
+                        **job.options,
+                    )
                 else:
                     queue.enqueue(job.func, *job.args, job_id=job.job_id, pipeline=pipe, **job.options)
             pipe.execute()
@@ -97,6 +100,14 @@ def enqueue_now(jobs: list[PendingJob], connection: redis.Redis | None = None) -
     except (redis.RedisError, OSError) as error:
         log.warning("could not enqueue %d job(s), the sweeper will retry: %s", len(jobs), error)
         return 0
+
+
+def _whole_second_after(moment: datetime) -> datetime:
+    """``moment`` rounded up to a whole second: rq keeps scheduled times in whole seconds, truncated, so a job
+    for 09:00:03.5 would run at 09:00:03 and find nothing due yet."""
+    if moment.microsecond == 0:
+        return moment
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
 
 
 @event.listens_for(Session, "after_commit")
