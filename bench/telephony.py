@@ -37,6 +37,8 @@ from pathlib import Path
 import httpx
 from twilio.request_validator import RequestValidator
 
+from bench.portal import _drop, _scratch_database
+
 TOKEN = "bench-twilio-auth-token"
 ACCOUNT_SID = "AC" + "b" * 32
 LINE = "+420222333444"
@@ -81,9 +83,13 @@ class Instance:
             CENTRALA_PHONE_LINES=json.dumps([{"number": LINE, "queue": "Hotline", "language": "cs"}]),
             CENTRALA_LOG_LEVEL="WARNING",
         )
-        for name in ("CENTRALA_DATABASE_URL", "CENTRALA_REDIS_URL", "CENTRALA_WORKERS"):
+        for name in ("CENTRALA_REDIS_URL", "CENTRALA_WORKERS"):
             if os.environ.get(name):
                 self.env[name] = os.environ[name]
+        # A PostgreSQL server gets a scratch database of the run's own, dropped at the end.
+        self.database_url, self.admin_url = _scratch_database(os.environ.get("CENTRALA_DATABASE_URL"), var_dir)
+        if self.admin_url:
+            self.env["CENTRALA_DATABASE_URL"] = self.database_url
         self.log = (var_dir / "up.log").open("ab")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -220,11 +226,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="centrala-bench-telephony-") as folder:
         instance = Instance(Path(folder))
-        instance.start()
         try:
+            instance.start()
             return _run(instance, args.calls, args.pops)
         finally:
             instance.stop()
+            if instance.admin_url:
+                _drop(instance.database_url, instance.admin_url)
 
 
 def _run(instance: Instance, calls: int, pops: int) -> int:
