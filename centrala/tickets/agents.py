@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -98,3 +98,17 @@ def queue_ids_of(*, session: Session, agent: Agent) -> list[int] | None:
     if agent.role in (AgentRole.SUPERVISOR, AgentRole.ADMIN):
         return None
     return list(session.scalars(select(AgentQueue.queue_id).where(AgentQueue.agent_id == agent.id)))
+
+
+def agents_working_queue(*, session: Session, queue_id: int | None) -> list[int]:
+    """The active agents who see the queue's tickets: its members and every supervisor and admin; for no queue,
+    every active agent."""
+    active = select(Agent.id).where(Agent.is_active.is_(True))
+    if queue_id is None:
+        return list(session.scalars(active))
+    members = select(AgentQueue.agent_id).where(AgentQueue.queue_id == queue_id)
+    return list(
+        session.scalars(
+            active.where(or_(Agent.id.in_(members), Agent.role.in_((AgentRole.SUPERVISOR, AgentRole.ADMIN))))
+        )
+    )

@@ -215,4 +215,32 @@ def add_interaction(
         created_at=now,
     )
     session.add(interaction)
+    if ticket is not None and channel is not Channel.NOTE:
+        announce_interaction(session=session, ticket=ticket, interaction=interaction)
     return interaction
+
+
+def announce_interaction(*, session: Session, ticket: Ticket, interaction: Interaction) -> None:
+    """Tell the agents who work the ticket's queue (everyone, for a ticket in no queue) of a new entry, once the
+    transaction commits: the console shows it without a reload."""
+    from centrala.core.live import LiveEvent, publish_after_commit
+    from centrala.tickets.agents import agents_working_queue
+
+    recipients = agents_working_queue(session=session, queue_id=ticket.queue_id)
+    if not recipients:
+        return
+    publish_after_commit(
+        session,
+        recipients,
+        LiveEvent(
+            "interaction",
+            {
+                "ticket": ticket.number,
+                "subject": ticket.subject,
+                "new_ticket": ticket.created_at >= interaction.created_at,
+                "channel": interaction.channel.value,
+                "direction": interaction.direction.value,
+                "author": interaction.author_name or interaction.author_address or "",
+            },
+        ),
+    )

@@ -86,6 +86,14 @@ def test_an_agent_answers_a_mail_and_sees_a_ringing_callers_card(service, browse
     assert page.locator("text=Dobrý den, heslo jsme vám obnovili.").count() == 1
     page.screenshot(path=str(ARTIFACTS / "ticket.png"), full_page=True)
 
+    # A new mail arrives while the agent looks at the ticket: it is announced without a reload.
+    with smtplib.SMTP("127.0.0.1", service["smtp_port"], timeout=10) as smtp:
+        smtp.sendmail("petr@example.cz", ["support@localhost"],
+                      make_mail(sender="Petr Malý <petr@example.cz>", subject="Objednávka nedorazila",
+                                message_id="<console-e2e-2@example.cz>"))
+    news = page.wait_for_selector("#live-news li", timeout=20_000)
+    assert "new ticket: Objednávka nedorazila" in news.inner_text()
+
     # A call rings this agent: the caller's card appears without reloading the page.
     form = forms.voice_request()
     signature = RequestValidator(TWILIO_TOKEN).compute_signature(f"{base_url}/twilio/voice", form)

@@ -83,3 +83,23 @@ def test_get_agent_by_email(session):
     assert get_agent_by_email_or_raise(session=session, email="Petr@Centrala.test") is agent
     with pytest.raises(NotFoundError):
         get_agent_by_email_or_raise(session=session, email="nobody@centrala.test")
+
+
+def test_news_of_a_queue_goes_to_its_members_and_supervisors_only(session):
+    from centrala.tickets.agents import agents_working_queue
+    from centrala.tickets.models import AgentQueue, AgentRole
+    from tests.factories import make_agent, make_queue
+
+    hotline, legal = make_queue(session, name="Hotline"), make_queue(session, name="Legal")
+    member, _ = make_agent(session, email="member@centrala.test")
+    outsider, _ = make_agent(session, email="outsider@centrala.test")
+    boss, _ = make_agent(session, email="boss@centrala.test", role=AgentRole.SUPERVISOR)
+    gone, _ = make_agent(session, email="gone@centrala.test")
+    gone.is_active = False
+    session.add_all([AgentQueue(agent_id=member.id, queue_id=hotline.id),
+                     AgentQueue(agent_id=outsider.id, queue_id=legal.id),
+                     AgentQueue(agent_id=gone.id, queue_id=hotline.id)])
+    session.flush()
+    assert sorted(agents_working_queue(session=session, queue_id=hotline.id)) == sorted([member.id, boss.id])
+    assert set(agents_working_queue(session=session, queue_id=None)) >= {member.id, outsider.id, boss.id}
+    assert gone.id not in agents_working_queue(session=session, queue_id=None)

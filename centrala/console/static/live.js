@@ -65,7 +65,7 @@
     aside.hidden = false;
   }
 
-  var source = new EventSource("/console/live");
+  var source = window.centralaLive || (window.centralaLive = new EventSource("/console/live"));
   source.addEventListener("screen-pop", function (event) { show(JSON.parse(event.data)); });
   source.addEventListener("call-ended", function (event) {
     var ended = JSON.parse(event.data);
@@ -73,6 +73,31 @@
       aside.classList.add("pop-ended");
       var note = el("p", "pop-meta", "Call ended: " + ended.outcome);
       aside.appendChild(note);
+    }
+  });
+}());
+
+// New messages and tickets in the agent's queues: a short list at the top of the page, newest first.
+(function () {
+  "use strict";
+  if (!window.EventSource) { return; }
+  var list = document.getElementById("live-news");
+  if (!list) { return; }
+  var source = window.centralaLive || (window.centralaLive = new EventSource("/console/live"));
+  source.addEventListener("interaction", function (event) {
+    var news = JSON.parse(event.data);
+    var item = document.createElement("li");
+    var link = document.createElement("a");
+    link.href = "/console/tickets/" + encodeURIComponent(news.ticket);
+    link.textContent = news.ticket;
+    item.appendChild(link);
+    var what = news.new_ticket ? " new ticket: " : " new " + news.channel + " " + news.direction + ": ";
+    item.appendChild(document.createTextNode(what + news.subject + (news.author ? " (" + news.author + ")" : "")));
+    list.insertBefore(item, list.firstChild);
+    while (list.children.length > 8) { list.removeChild(list.lastChild); }
+    list.hidden = false;
+    if (window.location.pathname === "/console/tickets/" + news.ticket) {
+      item.appendChild(document.createTextNode(" — reload to see it here"));
     }
   });
 }());
