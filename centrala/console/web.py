@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from centrala.console.charts import bar_chart
@@ -49,6 +49,7 @@ from centrala.tickets.models import (
     Agent,
     AgentRole,
     Channel,
+    ContactMerge,
     CsatSurvey,
     Direction,
     Organization,
@@ -61,6 +62,7 @@ from centrala.tickets.outbox import queue_reply
 from centrala.tickets.phone import caller_log, contact_card, format_number
 from centrala.tickets.phone_models import Call
 from centrala.tickets.replies import MAX_REPLY_TEXT
+from centrala.tickets.merge import duplicate_suggestions, merge_contacts, undo_merge
 from centrala.tickets.search import search
 from centrala.tickets.sla_clocks import recompute_ticket_clocks, remaining_business_minutes
 from centrala.tickets.status import change_ticket_status
@@ -611,9 +613,49 @@ def contact_page(
     ).all()
     timeline = [item for item in queries.list_contact_timeline(session=session, contact_id=contact.id)
                 if item.ticket_id is None or item.ticket_id in workable]
+    merges = session.scalars(
+        select(ContactMerge)
+        .where(or_(ContactMerge.kept_contact_id == contact.id, ContactMerge.merged_contact_id == contact.id))
+        .order_by(ContactMerge.created_at.desc())
+    ).all()
     return render(request, settings, "contact.html", current=current, contact=contact, card=card,
                   suggestions=suggestions, tickets=tickets, workable=workable, calls=calls_of_contact,
-                  ratings=ratings, timeline=timeline)
+                  ratings=ratings, timeline=timeline, merges=merges,
+                  duplicates=duplicate_suggestions(session=session, contact=contact) if not contact.merged_into_id else [])
+
+
+@router.post("/contacts/{contact_id}/merge")
+def contact_merge(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, contact_id: int,
+    other_id: Annotated[int, Form()], csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Merge the other contact into this one (its addresses, numbers, tickets, timeline and calls move here)."""
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    keep = queries.get_contact_or_raise(session=session, contact_id=contact_id)
+    drop = queries.get_contact_or_raise(session=session, contact_id=other_id)
+    merge_contacts(session=session, keep=keep, drop=drop, agent=current.agent, now=clock.now())
+    session.commit()
+    log.info("agent %s merged contact %s into %s", current.agent.id, other_id, contact_id)
+    return RedirectResponse(f"/console/contacts/{contact_id}", status_code=303)
+
+
+@router.post("/merges/{merge_id}/undo")
+def contact_merge_undo(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, merge_id: int,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    entry = session.get(ContactMerge, merge_id)
+    if entry is None:
+        raise NotFoundError(f"no merge {merge_id}")
+    undo_merge(session=session, entry=entry, now=clock.now())
+    session.commit()
+    log.info("agent %s undid contact merge %s", current.agent.id, merge_id)
+    return RedirectResponse(f"/console/contacts/{entry.merged_contact_id}", status_code=303)
 
 
 @router.get("/live")

@@ -181,6 +181,8 @@ class Contact(Base):
     segment: Mapped[str | None] = mapped_column(String(32), index=True)
     # Sees every case of their organisation in the portal, not only their own.
     is_org_manager: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Set when an agent merged this contact into another; its records moved there (``ContactMerge`` undoes it).
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -191,6 +193,22 @@ class Contact(Base):
     phones: Mapped[list[ContactPhone]] = relationship(
         back_populates="contact", cascade="all, delete-orphan", order_by="ContactPhone.id"
     )
+
+
+class ContactMerge(Base):
+    """The audit entry of a merge of two contacts: who, when, and exactly what moved, so it can be undone."""
+
+    __tablename__ = "contact_merge"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kept_contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
+    merged_contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id", ondelete="SET NULL"))
+    # Ids per kind of row moved ("emails", "phones", "tickets", "interactions", "calls") and the kept contact's
+    # fields filled in from the merged one ("filled": {field: previous value}).
+    moved: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ContactEmail(Base):

@@ -107,7 +107,7 @@ def _contacts(*, session: Session, query: str, region: str, limit: int) -> list[
     return list(
         session.scalars(
             select(Contact)
-            .where(or_(*conditions))
+            .where(or_(*conditions), Contact.merged_into_id.is_(None))
             .order_by(Contact.updated_at.desc())
             .limit(limit)
             .options(selectinload(Contact.emails), selectinload(Contact.phones))

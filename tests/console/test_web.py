@@ -462,3 +462,26 @@ def test_all_tickets_filter_and_bulk_assign_and_close_only_what_the_agent_may_wo
     assert session.get(type(foreign), foreign.id).status is TicketStatus.NEW
     mine_only = web.get("/console/tickets", params={"assignee": "me", "status": ["new", "open"]}).text
     assert "Urgent one" in mine_only and "Normal one" not in mine_only
+
+
+def test_an_agent_merges_a_provisional_caller_into_the_customer_and_undoes_it(web, session, agent):
+    jana = make_contact(session, name="Jana Nováková", emails=["jana@example.cz"], phones=["+420601123456"])
+    caller = make_contact(session, name="Jana", emails=[], phones=["+420601123456"])
+    caller.is_provisional = True
+    session.flush()
+    sign_in(web)
+    page = web.get(f"/console/contacts/{jana.id}").text
+    assert "Possibly the same person" in page and f'name="other_id" value="{caller.id}"' in page
+    merged = web.post(f"/console/contacts/{jana.id}/merge", data={"other_id": caller.id, "csrf": csrf_of(page)})
+    assert merged.status_code == 303
+    session.expire_all()
+    assert session.get(type(caller), caller.id).merged_into_id == jana.id
+    page = web.get(f"/console/contacts/{jana.id}").text
+    assert "Undo the merge" in page
+    undo_action = re.search(r'action="(/console/merges/\d+/undo)"', page).group(1)
+    undone = web.post(undo_action, data={"csrf": csrf_of(page)})
+    assert undone.status_code == 303 and undone.headers["location"] == f"/console/contacts/{caller.id}"
+    session.expire_all()
+    assert session.get(type(caller), caller.id).merged_into_id is None
+    again = web.post(f"/console/contacts/{jana.id}/merge", data={"other_id": jana.id, "csrf": csrf_of(page)})
+    assert again.status_code == 422 and "cannot be merged into itself" in again.text
