@@ -45,6 +45,7 @@ from centrala.tickets.agent_sessions import (
 )
 from centrala.tickets.agents import queue_ids_of
 from centrala.tickets.api import SessionDep, SettingsDep
+from centrala.tickets.merge import duplicate_suggestions, merge_contacts, undo_merge
 from centrala.tickets.models import (
     Agent,
     AgentRole,
@@ -62,7 +63,6 @@ from centrala.tickets.outbox import queue_reply
 from centrala.tickets.phone import caller_log, contact_card, format_number
 from centrala.tickets.phone_models import Call
 from centrala.tickets.replies import MAX_REPLY_TEXT
-from centrala.tickets.merge import duplicate_suggestions, merge_contacts, undo_merge
 from centrala.tickets.search import search
 from centrala.tickets.sla_clocks import recompute_ticket_clocks, remaining_business_minutes
 from centrala.tickets.status import change_ticket_status
