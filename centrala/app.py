@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from centrala import __version__
+from centrala.console import manage as console_manage
 from centrala.console import web as console
 from centrala.core.embedded import embedded_redis_url
 from centrala.core.errors import (
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(twilio.router)
     app.state.quarantine = LedgerQuarantine()
     app.include_router(console.router)
+    app.include_router(console_manage.router)
     app.mount("/console/static", console.static, name="console-static")
     app.add_exception_handler(console.SignInRequired, _to_sign_in)
     app.include_router(portal_views.router)

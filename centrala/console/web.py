@@ -18,8 +18,8 @@ from typing import Annotated, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
-from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import or_, select
@@ -27,13 +27,15 @@ from sqlalchemy.orm import Session
 
 from centrala.console.charts import bar_chart
 from centrala.console.worklists import TicketFilter, can_work, filtered_tickets, work_lists
-from centrala.core import clock
+from centrala.core import clock, presence
+from centrala.core.blobs import BlobStore
 from centrala.core.db import get_read_sessionmaker
-from centrala.core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from centrala.core.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from centrala.core.forms import comes_from_our_pages
 from centrala.core.live import event_stream_response
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings
+from centrala.mail.compose import OutboundAttachment
 from centrala.tickets import queries, reports
 from centrala.tickets.agent_sessions import (
     SignedIn,
@@ -45,16 +47,21 @@ from centrala.tickets.agent_sessions import (
 )
 from centrala.tickets.agents import queue_ids_of
 from centrala.tickets.api import SessionDep, SettingsDep
+from centrala.tickets.attachments import attachment_response
 from centrala.tickets.merge import duplicate_suggestions, merge_contacts, undo_merge
 from centrala.tickets.models import (
     Agent,
     AgentRole,
+    Attachment,
+    CaseType,
     Channel,
     ContactMerge,
     CsatSurvey,
     Direction,
+    Interaction,
     Organization,
     Queue,
+    ReplyTemplate,
     Ticket,
     TicketPriority,
     TicketStatus,
@@ -63,9 +70,19 @@ from centrala.tickets.outbox import queue_reply
 from centrala.tickets.phone import caller_log, contact_card, format_number
 from centrala.tickets.phone_models import Call
 from centrala.tickets.replies import MAX_REPLY_TEXT
+from centrala.tickets.reply_templates import VARIABLES, apply_macro, render_template
 from centrala.tickets.search import search
 from centrala.tickets.sla_clocks import recompute_ticket_clocks, remaining_business_minutes
 from centrala.tickets.status import change_ticket_status
+from centrala.tickets.ticket_work import (
+    clean_custom_fields,
+    field_definitions,
+    merge_tickets,
+    normalise_tags,
+    set_tags,
+    split_interaction,
+    ticket_tags,
+)
 from centrala.tickets.tickets import add_interaction
 
 log = logging.getLogger(__name__)
@@ -360,7 +377,7 @@ def quarantine_replay(
 def tickets_page(
     request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep,
     status: Annotated[list[str] | None, Query()] = None, priority: str = "", queue: str = "",
-    organization: str = "", assignee: str = "", done: str | None = None,
+    organization: str = "", assignee: str = "", done: str | None = None, type: str = "", tag: str = "",
 ) -> HTMLResponse:
     statuses = tuple(TicketStatus(value) for value in (status or []) if value in set(TicketStatus))
     filters = TicketFilter(
@@ -369,11 +386,13 @@ def tickets_page(
         queue_id=int(queue) if queue.isdigit() else None,
         organization_id=int(organization) if organization.isdigit() else None,
         assignee_id=current.agent.id if assignee == "me" else (int(assignee) if assignee.isdigit() else None),
+        case_type=type if type in set(CaseType) else None,
+        tag="-".join(tag.strip().lower().split())[:50] or None,
     )
     items = filtered_tickets(session=session, agent=current.agent, filters=filters)
     return render(
         request, settings, "tickets.html", current=current, items=items, filters=filters, assignee=assignee,
-        statuses=list(TicketStatus), priorities=list(TicketPriority),
+        statuses=list(TicketStatus), priorities=list(TicketPriority), case_types=list(CaseType),
         queues=session.scalars(select(Queue).order_by(Queue.name)).all(),
         organizations=session.scalars(select(Organization).order_by(Organization.name)).all(),
         done=done, query=str(request.url.query),
@@ -405,13 +424,15 @@ def tickets_bulk(
         changed += 1
     session.commit()
     # Back to the same filters (only the list's own parameters, never a URL).
-    kept = [(key, value) for key, value in parse_qsl(back) if key in ("status", "priority", "queue", "organization",
-                                                                       "assignee")]
+    kept = [(key, value) for key, value in parse_qsl(back)
+            if key in ("status", "priority", "queue", "organization", "assignee", "type", "tag")]
     message = f"{changed} ticket(s) {'assigned to you' if action == 'assign_me' else 'closed'}."
     return RedirectResponse("/console/tickets?" + urlencode([*kept, ("done", message)]), status_code=303)
 
 
 # --- one ticket ---------------------------------------------------------------------------------------------------
+
+MAX_REPLY_FILES = 10
 
 
 def _ticket_for(session: Session, agent: Agent, reference: str) -> Ticket:
@@ -425,39 +446,113 @@ def _ticket_for(session: Session, agent: Agent, reference: str) -> Ticket:
     return ticket
 
 
+def _timeline(ticket: Ticket, calls: dict[int, Call]) -> list[tuple[datetime, str, object]]:
+    """The ticket's entries and its SLA events in time order: ("entry", interaction) and ("sla", text)."""
+    items: list[tuple[datetime, str, object]] = [
+        (item.occurred_at, "entry", (item, calls.get(item.id))) for item in ticket.interactions
+    ]
+    for sla_clock in ticket.sla_clocks:
+        name = sla_clock.metric.value.replace("_", " ") + (f" #{sla_clock.cycle}" if sla_clock.cycle else "")
+        events = [
+            (sla_clock.started_at, f"SLA {name} started: {sla_clock.target_minutes} business minutes"),
+            (sla_clock.warned_at, f"SLA {name}: warning, due {when(sla_clock.due_at)}"),
+            (sla_clock.breached_at, f"SLA {name} breached"),
+            (sla_clock.met_at, f"SLA {name} met"),
+            (sla_clock.stopped_at if sla_clock.met_at is None else None, f"SLA {name} {sla_clock.state.value}"),
+        ]
+        items.extend((moment, "sla", text) for moment, text in events if moment is not None)
+    items.sort(key=lambda item: (item[0], item[1] != "entry"))
+    return items
+
+
 @router.get("/tickets/{reference}")
 def ticket_page(
     request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
-    done: str | None = None, error: str | None = None,
+    done: str | None = None, error: str | None = None, template: int | None = None,
 ) -> HTMLResponse:
     ticket = _ticket_for(session, current.agent, reference)
     now = clock.now()
     clocks = [(sla_clock, remaining_business_minutes(sla_clock, now)) for sla_clock in ticket.sla_clocks]
+    calls = {call.interaction_id: call for call in session.scalars(select(Call).where(Call.ticket_id == ticket.id))
+             if call.interaction_id is not None}
+    chosen = session.get(ReplyTemplate, template) if template else None
+    draft, draft_error = "", None
+    if chosen is not None:
+        try:
+            draft = render_template(chosen.body, ticket=ticket, agent=current.agent)
+        except InvalidInputError as failure:
+            draft_error = str(failure)
+    try:
+        others = presence.present(ticket_id=ticket.id)
+    except (redis.RedisError, OSError):
+        others = []
     return render(
         request, settings, "ticket.html", current=current, ticket=ticket, clocks=clocks,
+        timeline=_timeline(ticket, calls),
         agents=session.scalars(select(Agent).where(Agent.is_active.is_(True)).order_by(Agent.name)).all(),
         queues=session.scalars(select(Queue).order_by(Queue.name)).all(),
-        statuses=list(TicketStatus), priorities=list(TicketPriority), done=done, error=error,
+        statuses=list(TicketStatus), priorities=list(TicketPriority), case_types=list(CaseType),
+        tags=ticket_tags(ticket), fields=field_definitions(session=session, entity="ticket"),
+        templates=session.scalars(select(ReplyTemplate).order_by(ReplyTemplate.name)).all(),
+        chosen=chosen, draft=draft, draft_error=draft_error, variables=VARIABLES,
+        others=[item for item in others if item.agent_id != current.agent.id],
+        merged_into=session.get(Ticket, ticket.merged_into_id) if ticket.merged_into_id else None,
+        done=done, error=error,
     )
 
 
+async def _read_uploads(files: list[UploadFile] | None, limit: int) -> list[OutboundAttachment]:
+    """The files attached to a reply, read into memory (within the mail size limit); empty file inputs are
+    ignored.
+
+    Raises:
+        InvalidInputError: too many files, or more bytes than a mail may carry.
+    """
+    chosen = [upload for upload in (files or []) if upload.filename]
+    if len(chosen) > MAX_REPLY_FILES:
+        raise InvalidInputError(f"attach at most {MAX_REPLY_FILES} files to one reply")
+    attachments, total = [], 0
+    for upload in chosen:
+        data = await upload.read(limit - total + 1)
+        total += len(data)
+        if total > limit:
+            raise InvalidInputError(f"the attachments are larger than the {limit // (1024 * 1024)} MiB a mail may carry")
+        attachments.append(OutboundAttachment(
+            filename=upload.filename or "attachment", content_type=upload.content_type or "application/octet-stream",
+            data=data,
+        ))
+    return attachments
+
+
 @router.post("/tickets/{reference}/reply")
-def ticket_reply(
+async def ticket_reply(
     request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
     text: Annotated[str, Form(max_length=MAX_REPLY_TEXT)] = "", csrf: Annotated[str, Form(max_length=100)] = "",
+    template_id: Annotated[str, Form(max_length=20)] = "",
+    files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> Response:
+    """Send the agent's e-mail reply with its attachments; a reply written from a macro also does what the macro
+    says (status, priority, tags)."""
     refused = _check_post(request, settings, current, csrf)
     if refused is not None:
         return refused
     ticket = _ticket_for(session, current.agent, reference)
+    macro = session.get(ReplyTemplate, int(template_id)) if template_id.isdigit() else None
+    now = clock.now()
     try:
-        queue_reply(session=session, ticket=ticket, agent=current.agent, text=text, html=None, now=clock.now(),
-                    settings=settings)
+        # The mail carries the attachments base64-encoded, a third larger than the files.
+        attachments = await _read_uploads(files, settings.max_message_bytes * 3 // 4)
+        queue_reply(session=session, ticket=ticket, agent=current.agent, text=text, html=None, now=now,
+                    settings=settings, attachments=attachments)
+        changes = apply_macro(session=session, template=macro, ticket=ticket, now=now, settings=settings) if macro else []
     except InvalidInputError as error:
         session.rollback()
         return _back(ticket, error=str(error))
     session.commit()
-    return _back(ticket, done="Reply queued; its delivery state shows on the timeline.")
+    done = "Reply queued; its delivery state shows on the timeline."
+    if changes:
+        done += f" {macro.name}: {'; '.join(changes)}."  # type: ignore[union-attr]
+    return _back(ticket, done=done)
 
 
 @router.post("/tickets/{reference}/note")
@@ -483,21 +578,39 @@ def ticket_note(
 
 
 @router.post("/tickets/{reference}/update")
-def ticket_update(
+async def ticket_update(
     request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
-    status: Annotated[TicketStatus, Form()], priority: Annotated[TicketPriority, Form()],
-    assignee_id: Annotated[str, Form(max_length=20)] = "", queue_id: Annotated[str, Form(max_length=20)] = "",
-    csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    refused = _check_post(request, settings, current, csrf)
+    """Save the ticket's status, priority, assignee, queue, type, tags and custom fields in one go."""
+    form = await request.form()
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    refused = _check_post(request, settings, current, values.get("csrf", ""))
     if refused is not None:
         return refused
     ticket = _ticket_for(session, current.agent, reference)
-    now = clock.now()
+    try:
+        status = TicketStatus(values.get("status", ticket.status.value))
+        priority = TicketPriority(values.get("priority", ticket.priority.value))
+        case_type = CaseType(values["case_type"]) if values.get("case_type") else None
+    except ValueError:
+        return _back(ticket, error="Choose the status, priority and type from the lists.")
+    assignee_id, queue_id = values.get("assignee_id", ""), values.get("queue_id", "")
     assignee = session.get(Agent, int(assignee_id)) if assignee_id.isdigit() else None
     queue = session.get(Queue, int(queue_id)) if queue_id.isdigit() else None
+    definitions = field_definitions(session=session, entity="ticket")
+    try:
+        tags = normalise_tags([values.get("tags", "")])
+        custom = clean_custom_fields(
+            definitions=definitions, current=ticket.custom_fields,
+            given={key.removeprefix("field:"): value for key, value in values.items() if key.startswith("field:")},
+        )
+    except InvalidInputError as error:
+        return _back(ticket, error=str(error))
+    now = clock.now()
     moved = priority is not ticket.priority or (queue.id if queue else None) != ticket.queue_id
-    ticket.priority, ticket.assignee, ticket.queue = priority, assignee, queue
+    ticket.priority, ticket.assignee, ticket.queue, ticket.case_type = priority, assignee, queue, case_type
+    ticket.custom_fields = custom
+    set_tags(session=session, ticket=ticket, tags=tags)
     session.flush()
     if moved:
         recompute_ticket_clocks(session=session, ticket=ticket)
@@ -505,6 +618,106 @@ def ticket_update(
     ticket.updated_at = max(ticket.updated_at, now)
     session.commit()
     return _back(ticket, done="Saved.")
+
+
+@router.post("/tickets/{reference}/merge")
+def ticket_merge(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
+    into: Annotated[str, Form(max_length=32)] = "", csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Merge this ticket into another the agent may work (given by its number): the history moves there."""
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    drop = _ticket_for(session, current.agent, reference)
+    try:
+        keep = _ticket_for(session, current.agent, into.strip())
+    except NotFoundError:
+        return _back(drop, error=f"There is no ticket {into.strip() or '(none given)'} you can work.")
+    try:
+        moved = merge_tickets(session=session, keep=keep, drop=drop, agent=current.agent, now=clock.now(),
+                              settings=settings)
+    except (InvalidInputError, ConflictError) as error:
+        session.rollback()
+        return _back(drop, error=str(error))
+    session.commit()
+    log.info("agent %s merged ticket %s into %s", current.agent.id, drop.id, keep.id)
+    return _back(keep, done=f"{drop.number} merged into this ticket ({moved} entries moved).")
+
+
+@router.post("/tickets/{reference}/split")
+def ticket_split(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
+    interaction_id: Annotated[int, Form()], subject: Annotated[str, Form(max_length=500)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Move one message of this ticket into a new ticket (a second matter raised in a reply)."""
+    refused = _check_post(request, settings, current, csrf)
+    if refused is not None:
+        return refused
+    source = _ticket_for(session, current.agent, reference)
+    interaction = session.get(Interaction, interaction_id)
+    if interaction is None or interaction.ticket_id != source.id:
+        return _back(source, error="That message is not on this ticket (any more).")
+    try:
+        created = split_interaction(session=session, interaction=interaction, agent=current.agent, now=clock.now(),
+                                    subject=subject)
+    except (InvalidInputError, ConflictError) as error:
+        session.rollback()
+        return _back(source, error=str(error))
+    session.commit()
+    return _back(created, done=f"Split off {source.number}: this is a new ticket, assigned to you.")
+
+
+@router.post("/tickets/{reference}/presence")
+def ticket_presence(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, reference: str,
+    state: Annotated[str, Form(max_length=10)] = "viewing", csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """The page reports that its agent is viewing or typing; the answer names the other agents on the ticket."""
+    if not same_origin(request, settings) or not csrf_matches(current, csrf):
+        return JSONResponse({"error": "refused"}, status_code=403)
+    ticket = _ticket_for(session, current.agent, reference)
+    name = current.agent.name or current.agent.email
+    try:
+        if state == "left":
+            presence.leave(ticket_id=ticket.id, agent_id=current.agent.id)
+            others = []
+        else:
+            others = presence.report_presence(ticket_id=ticket.id, agent_id=current.agent.id, name=name, state=state)
+    except (redis.RedisError, OSError):
+        return JSONResponse({"others": [], "unavailable": True})
+    response = JSONResponse({"others": [{"name": item.name, "state": item.state} for item in others]})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/attachments/{attachment_id}")
+def attachment_download(
+    session: SessionDep, settings: SettingsDep, current: SignedInDep, attachment_id: int
+) -> Response:
+    """A file of a message on a ticket the agent may work (always downloaded, never shown as a page)."""
+    attachment = session.get(Attachment, attachment_id) if 0 < attachment_id < 2**31 else None
+    ticket = attachment.interaction.ticket if attachment is not None else None
+    if attachment is None or (ticket is not None and not can_work(session=session, agent=current.agent,
+                                                                  ticket=ticket)):
+        raise NotFoundError("no such attachment")
+    return attachment_response(attachment, BlobStore(settings.blob_dir))
+
+
+@router.get("/calls/{call_id}/recording")
+def call_recording(session: SessionDep, settings: SettingsDep, current: SignedInDep, call_id: int) -> Response:
+    """The call's recording (voicemail or recorded call), to listen to in the browser."""
+    call = session.get(Call, call_id) if 0 < call_id < 2**31 else None
+    ticket = session.get(Ticket, call.ticket_id) if call is not None and call.ticket_id else None
+    if call is None or call.recording_sha256 is None or (
+        ticket is not None and not can_work(session=session, agent=current.agent, ticket=ticket)
+    ):
+        raise NotFoundError("no such recording")
+    response = Response(BlobStore(settings.blob_dir).get(call.recording_sha256), media_type="audio/mpeg")
+    security_headers(response, settings)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def _back(ticket: Ticket, *, done: str | None = None, error: str | None = None) -> RedirectResponse:
@@ -591,7 +804,8 @@ def search_page(
 
 @router.get("/contacts/{contact_id}")
 def contact_page(
-    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, contact_id: int
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, contact_id: int,
+    field_error: str | None = None,
 ) -> HTMLResponse:
     """The customer at a glance: every address and number, organisation, segment, every ticket (those the agent
     may open are links), calls, ratings and the whole timeline, with next steps."""
@@ -619,9 +833,34 @@ def contact_page(
         .order_by(ContactMerge.created_at.desc())
     ).all()
     return render(request, settings, "contact.html", current=current, contact=contact, card=card,
+                  fields=field_definitions(session=session, entity="contact"), field_error=field_error,
                   suggestions=suggestions, tickets=tickets, workable=workable, calls=calls_of_contact,
                   ratings=ratings, timeline=timeline, merges=merges,
                   duplicates=duplicate_suggestions(session=session, contact=contact) if not contact.merged_into_id else [])
+
+
+@router.post("/contacts/{contact_id}/fields")
+async def contact_fields(
+    request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep, contact_id: int
+) -> Response:
+    """Save the contact's custom fields."""
+    form = await request.form()
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    refused = _check_post(request, settings, current, values.get("csrf", ""))
+    if refused is not None:
+        return refused
+    contact = queries.get_contact_or_raise(session=session, contact_id=contact_id)
+    try:
+        contact.custom_fields = clean_custom_fields(
+            definitions=field_definitions(session=session, entity="contact"), current=contact.custom_fields,
+            given={key.removeprefix("field:"): value for key, value in values.items() if key.startswith("field:")},
+        )
+    except InvalidInputError as error:
+        return RedirectResponse(f"/console/contacts/{contact.id}?" + urlencode({"field_error": str(error)}),
+                                status_code=303)
+    contact.updated_at = clock.now()
+    session.commit()
+    return RedirectResponse(f"/console/contacts/{contact.id}", status_code=303)
 
 
 @router.post("/contacts/{contact_id}/merge")

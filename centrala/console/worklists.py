@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from centrala.tickets.agents import queue_ids_of
+from centrala.tickets.agents import may_work_ticket, queue_ids_of, workable_tickets
 from centrala.tickets.models import (
     Agent,
     ClockState,
@@ -16,6 +16,7 @@ from centrala.tickets.models import (
     SlaClock,
     Ticket,
     TicketStatus,
+    TicketTag,
 )
 
 OPEN_STATES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING, TicketStatus.THIRD_PARTY)
@@ -83,15 +84,8 @@ def _items(session: Session, *conditions: object) -> list[WorkItem]:
 
 
 def can_work(*, session: Session, agent: Agent, ticket: Ticket) -> bool:
-    """Whether ``agent`` may open and work ``ticket``: supervisors and admins always; agents when it is in one
-    of their queues, assigned to them, or in no queue yet (someone has to triage it)."""
-    queues = queue_ids_of(session=session, agent=agent)
-    return (
-        queues is None
-        or ticket.queue_id is None
-        or ticket.queue_id in queues
-        or ticket.assignee_id == agent.id
-    )
+    """Whether ``agent`` may open and work ``ticket`` (see ``tickets.agents.may_work_ticket``)."""
+    return may_work_ticket(session=session, agent=agent, ticket=ticket)
 
 
 @dataclass(frozen=True)
@@ -101,16 +95,13 @@ class TicketFilter:
     queue_id: int | None = None
     organization_id: int | None = None
     assignee_id: int | None = None
+    case_type: str | None = None
+    tag: str | None = None
 
 
 def filtered_tickets(*, session: Session, agent: Agent, filters: TicketFilter, limit: int = 200) -> list[WorkItem]:
     """Tickets the agent may work that match ``filters``, most recently updated first."""
-    queues = queue_ids_of(session=session, agent=agent)
-    conditions: list[object] = []
-    if queues is not None:
-        conditions.append(
-            or_(Ticket.queue_id.is_(None), Ticket.queue_id.in_(queues), Ticket.assignee_id == agent.id)
-        )
+    conditions: list[object] = [workable_tickets(session=session, agent=agent)]
     if filters.statuses:
         conditions.append(Ticket.status.in_(filters.statuses))
     if filters.priority:
@@ -119,6 +110,10 @@ def filtered_tickets(*, session: Session, agent: Agent, filters: TicketFilter, l
         conditions.append(Ticket.queue_id == filters.queue_id)
     if filters.assignee_id is not None:
         conditions.append(Ticket.assignee_id == filters.assignee_id)
+    if filters.case_type:
+        conditions.append(Ticket.case_type == filters.case_type)
+    if filters.tag:
+        conditions.append(Ticket.id.in_(select(TicketTag.ticket_id).where(TicketTag.tag == filters.tag)))
     if filters.organization_id is not None:
         conditions.append(
             Ticket.contact_id.in_(select(Contact.id).where(Contact.organization_id == filters.organization_id))
@@ -128,6 +123,10 @@ def filtered_tickets(*, session: Session, agent: Agent, filters: TicketFilter, l
         .where(*conditions)  # type: ignore[arg-type]
         .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
         .limit(limit)
-        .options(selectinload(Ticket.contact).selectinload(Contact.emails), selectinload(Ticket.queue))
+        .options(
+            selectinload(Ticket.contact).selectinload(Contact.emails),
+            selectinload(Ticket.queue),
+            selectinload(Ticket.tag_rows),
+        )
     ).all()
     return [WorkItem(ticket, None) for ticket in tickets]

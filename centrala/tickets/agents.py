@@ -6,13 +6,13 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, CompoundSelect, false, or_, select, true, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from centrala.core.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from centrala.tickets.contacts import MAX_NAME_LENGTH, normalise_email
-from centrala.tickets.models import Agent, AgentQueue, AgentRole
+from centrala.tickets.models import Agent, AgentQueue, AgentRole, ApiToken, TeamMember, TeamQueue, Ticket
 
 # secrets.token_urlsafe(32) gives 43 characters; anything far longer is not one of ours and is not hashed.
 MAX_TOKEN_LENGTH = 256
@@ -79,34 +79,115 @@ def rotate_token(*, session: Session, agent: Agent) -> str:
     return token
 
 
-def authenticate_token(*, session: Session, token: str) -> Agent:
-    """The active agent holding ``token``; raises AuthenticationError otherwise.
+def authenticate_token(*, session: Session, token: str, now: datetime | None = None) -> Agent:
+    """The active agent holding ``token`` (a named token made in the console, or the one printed when the agent
+    was created); raises AuthenticationError otherwise.
 
     The lookup is by the token's hash, so the database compares digests, never the secret itself, and how
     long it takes says nothing about how much of a guessed token was right.
     """
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise AuthenticationError("invalid API token")
-    agent = session.scalar(select(Agent).where(Agent.token_hash == hash_token(token)))
+    digest = hash_token(token)
+    named = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None)))
+    if named is not None:
+        agent = named.agent
+        # Recorded at most once a minute: a busy integration should not write on every request.
+        if now is not None and (named.last_used_at is None or (now - named.last_used_at).total_seconds() > 60):
+            named.last_used_at = now
+    else:
+        agent = session.scalar(select(Agent).where(Agent.token_hash == digest))
     if agent is None or not agent.is_active:
         raise AuthenticationError("invalid API token")
     return agent
 
 
+MAX_TOKEN_NAME = 100
+
+
+def create_api_token(*, session: Session, agent: Agent, name: str, now: datetime) -> tuple[ApiToken, str]:
+    """A new named token for ``agent``; the secret is returned once and stored only as its hash.
+
+    Raises:
+        InvalidInputError: the name is blank or too long.
+    """
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidInputError("give the token a name that says where it is used, e.g. 'CRM sync'")
+    if len(name) > MAX_TOKEN_NAME:
+        raise InvalidInputError(f"a token's name is at most {MAX_TOKEN_NAME} characters")
+    secret = new_token()
+    row = ApiToken(agent_id=agent.id, name=name, token_hash=hash_token(secret), created_at=now)
+    session.add(row)
+    session.flush()
+    return row, secret
+
+
+def revoke_api_token(*, session: Session, token: ApiToken, now: datetime) -> None:
+    """Stop ``token`` working from now on (the row stays, as a record of it)."""
+    if token.revoked_at is None:
+        token.revoked_at = now
+        session.flush()
+
+
 def queue_ids_of(*, session: Session, agent: Agent) -> list[int] | None:
-    """The queues whose tickets the agent works; None for supervisors and admins, who see every queue."""
+    """The queues whose tickets the agent works: those of their teams and those they answer calls for; None for
+    supervisors and admins, who see every queue."""
     if agent.role in (AgentRole.SUPERVISOR, AgentRole.ADMIN):
         return None
-    return list(session.scalars(select(AgentQueue.queue_id).where(AgentQueue.agent_id == agent.id)))
+    return sorted(set(session.scalars(_queues_of_agent(agent.id))))
+
+
+def team_queue_ids_of(*, session: Session, agent: Agent) -> list[int] | None:
+    """The queues of the agent's teams, for a supervisor's reports; None (every queue) for admins and for a
+    supervisor in no team."""
+    if agent.role is AgentRole.ADMIN:
+        return None
+    queues = sorted(set(session.scalars(_queues_of_agent(agent.id))))
+    if agent.role is AgentRole.SUPERVISOR and not queues:
+        return None
+    return queues
+
+
+def _queues_of_agent(agent_id: int) -> CompoundSelect:
+    by_team = select(TeamQueue.queue_id).join(TeamMember, TeamMember.team_id == TeamQueue.team_id).where(
+        TeamMember.agent_id == agent_id
+    )
+    direct = select(AgentQueue.queue_id).where(AgentQueue.agent_id == agent_id)
+    return union(by_team, direct)
+
+
+def may_work_ticket(*, session: Session, agent: Agent, ticket: Ticket) -> bool:
+    """Whether ``agent`` may open and work ``ticket``: supervisors and admins always; agents when it is in one
+    of their queues, assigned to them, or in no queue yet (someone has to triage it)."""
+    queues = queue_ids_of(session=session, agent=agent)
+    return queues is None or ticket.queue_id is None or ticket.queue_id in queues or ticket.assignee_id == agent.id
+
+
+def workable_tickets(*, session: Session, agent: Agent) -> ColumnElement[bool]:
+    """A condition on ``Ticket`` matching exactly the tickets ``may_work_ticket`` allows."""
+    queues = queue_ids_of(session=session, agent=agent)
+    if queues is None:
+        return true()
+    return or_(
+        Ticket.queue_id.is_(None),
+        Ticket.queue_id.in_(queues) if queues else false(),
+        Ticket.assignee_id == agent.id,
+    )
 
 
 def agents_working_queue(*, session: Session, queue_id: int | None) -> list[int]:
-    """The active agents who see the queue's tickets: its members and every supervisor and admin; for no queue,
-    every active agent."""
+    """The active agents who see the queue's tickets: its members (directly or by team) and every supervisor
+    and admin; for no queue, every active agent."""
     active = select(Agent.id).where(Agent.is_active.is_(True))
     if queue_id is None:
         return list(session.scalars(active))
-    members = select(AgentQueue.agent_id).where(AgentQueue.queue_id == queue_id)
+    members = union(
+        select(AgentQueue.agent_id).where(AgentQueue.queue_id == queue_id),
+        select(TeamMember.agent_id)
+        .join(TeamQueue, TeamQueue.team_id == TeamMember.team_id)
+        .where(TeamQueue.queue_id == queue_id),
+    )
     return list(
         session.scalars(
             active.where(or_(Agent.id.in_(members), Agent.role.in_((AgentRole.SUPERVISOR, AgentRole.ADMIN))))

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 
 from centrala.core import clock
 from centrala.core.db import get_db
-from centrala.core.errors import AuthenticationError, InvalidInputError
+from centrala.core.errors import AuthenticationError, InvalidInputError, NotFoundError
 from centrala.core.settings import Settings, get_settings
 from centrala.tickets import contacts, queries
 from centrala.tickets import search as search_module
-from centrala.tickets.agents import authenticate_token, queue_ids_of
+from centrala.tickets.agents import authenticate_token, may_work_ticket, queue_ids_of, workable_tickets
 from centrala.tickets.csat import summarize_csat
 from centrala.tickets.models import Agent, Organization, Queue, Ticket, TicketStatus
 from centrala.tickets.outbox import queue_reply
@@ -66,10 +66,27 @@ def get_current_agent(
     """The agent whose bearer token authorises this request; raises AuthenticationError."""
     if credentials is None:
         raise AuthenticationError("an Authorization: Bearer <token> header is required")
-    return authenticate_token(session=session, token=credentials.credentials)
+    return authenticate_token(session=session, token=credentials.credentials, now=clock.now())
 
 
 CurrentAgentDep = Annotated[Agent, Depends(get_current_agent)]
+
+
+def workable_ticket_or_raise(
+    *, session: Session, agent: Agent, reference: str | int, with_interactions: bool = False
+) -> Ticket:
+    """The ticket if ``agent`` may work it; a ticket of someone else's queue is as missing as one that is not
+    there (404), so its number says nothing."""
+    try:
+        ticket = queries.get_ticket_or_raise(
+            session=session, reference=reference, with_interactions=with_interactions
+        )
+    except NotFoundError:
+        raise NotFoundError(f"no ticket {reference}") from None
+    if not may_work_ticket(session=session, agent=agent, ticket=ticket):
+        raise NotFoundError(f"no ticket {reference}")
+    return ticket
+
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="At most this many items")]
 Offset = Annotated[int, Query(ge=0, le=queries.MAX_ID, description="Skip this many items")]
@@ -83,6 +100,7 @@ router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_current_agent)])
 @router.get("/tickets", tags=["tickets"])
 def list_tickets(
     session: SessionDep,
+    agent: CurrentAgentDep,
     status: Annotated[list[TicketStatus] | None, Query(description="Only tickets in these states")] = None,
     contact_id: Annotated[int | None, Query(ge=1, le=queries.MAX_ID)] = None,
     limit: Limit = 50,
@@ -90,15 +108,22 @@ def list_tickets(
 ) -> list[TicketRead]:
     """Tickets, most recently updated first."""
     items = queries.list_tickets(
-        session=session, statuses=status or (), contact_id=contact_id, limit=limit, offset=offset
+        session=session,
+        statuses=status or (),
+        contact_id=contact_id,
+        limit=limit,
+        offset=offset,
+        only=workable_tickets(session=session, agent=agent),
     )
     return [TicketRead.from_ticket(item.ticket, item.interaction_count) for item in items]
 
 
 @router.get("/tickets/{ticket_id}", tags=["tickets"])
-def get_ticket(session: SessionDep, ticket_id: TicketReference) -> TicketDetailRead:
+def get_ticket(session: SessionDep, agent: CurrentAgentDep, ticket_id: TicketReference) -> TicketDetailRead:
     """A ticket with its interactions, oldest first."""
-    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id, with_interactions=True)
+    ticket = workable_ticket_or_raise(
+        session=session, agent=agent, reference=ticket_id, with_interactions=True
+    )
     return TicketDetailRead.from_ticket_with_interactions(ticket)
 
 
@@ -115,7 +140,7 @@ def create_reply(
     The answer's ``delivery_state`` is ``queued``; a background job sends it and the state follows on the
     ticket's interactions (``sent``, ``deferred``, ``bounced``, ``failed``).
     """
-    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id)
+    ticket = workable_ticket_or_raise(session=session, agent=agent, reference=ticket_id)
     outbound = queue_reply(
         session=session,
         ticket=ticket,
@@ -130,10 +155,12 @@ def create_reply(
 
 
 @router.patch("/tickets/{ticket_id}", tags=["tickets"])
-def update_ticket(session: SessionDep, ticket_id: TicketReference, change: TicketUpdate) -> TicketDetailRead:
+def update_ticket(
+    session: SessionDep, agent: CurrentAgentDep, ticket_id: TicketReference, change: TicketUpdate
+) -> TicketDetailRead:
     """Change the ticket's priority, assignee or queue. Its open SLA clocks follow: a new priority or a queue
     under another policy moves their targets and due times (the time already measured is kept)."""
-    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id)
+    ticket = workable_ticket_or_raise(session=session, agent=agent, reference=ticket_id)
     given = change.model_fields_set
     if "priority" in given:
         if change.priority is None:
@@ -163,12 +190,17 @@ def search_everything(
     session: SessionDep,
     settings: SettingsDep,
     agent: CurrentAgentDep,
-    q: Annotated[str, Query(min_length=1, max_length=search_module.MAX_QUERY_LENGTH, description="What to find")],
+    q: Annotated[
+        str, Query(min_length=1, max_length=search_module.MAX_QUERY_LENGTH, description="What to find")
+    ],
 ) -> SearchRead:
     """Tickets (by number or subject), contacts (by name, address or phone number) and messages (full text),
     within the queues the agent works."""
     results = search_module.search(
-        session=session, query=q, region=settings.default_region, queue_ids=queue_ids_of(session=session, agent=agent)
+        session=session,
+        query=q,
+        region=settings.default_region,
+        queue_ids=queue_ids_of(session=session, agent=agent),
     )
     return SearchRead(
         tickets=[TicketRead.from_ticket(ticket, 0) for ticket in results.tickets],
@@ -180,11 +212,20 @@ def search_everything(
 @router.get("/sla/due", tags=["tickets"])
 def sla_due(
     session: SessionDep,
-    within_minutes: Annotated[int, Query(ge=0, le=MAX_DUE_WINDOW, description="Due within this many minutes")] = 60,
+    agent: CurrentAgentDep,
+    within_minutes: Annotated[
+        int, Query(ge=0, le=MAX_DUE_WINDOW, description="Due within this many minutes")
+    ] = 60,
     limit: Limit = 50,
 ) -> list[SlaDueRead]:
     """Open tickets whose running SLA clock is breached or due within ``within_minutes``, nearest first."""
-    due = queries.clocks_due(session=session, now=clock.now(), within_minutes=within_minutes, limit=limit)
+    due = queries.clocks_due(
+        session=session,
+        now=clock.now(),
+        within_minutes=within_minutes,
+        limit=limit,
+        only=workable_tickets(session=session, agent=agent),
+    )
     return [
         SlaDueRead(
             ticket=TicketRead.from_ticket(ticket, 0),
@@ -198,11 +239,17 @@ def sla_due(
 
 @router.post("/tickets/{ticket_id}/status", tags=["tickets"])
 def set_ticket_status(
-    session: SessionDep, settings: SettingsDep, ticket_id: TicketReference, change: StatusChange
+    session: SessionDep,
+    settings: SettingsDep,
+    agent: CurrentAgentDep,
+    ticket_id: TicketReference,
+    change: StatusChange,
 ) -> TicketDetailRead:
     """Change the ticket's status; its SLA clocks follow, and resolving it asks the customer for a rating."""
-    ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id)
-    change_ticket_status(session=session, ticket=ticket, status=change.status, now=clock.now(), settings=settings)
+    ticket = workable_ticket_or_raise(session=session, agent=agent, reference=ticket_id)
+    change_ticket_status(
+        session=session, ticket=ticket, status=change.status, now=clock.now(), settings=settings
+    )
     session.commit()
     session.expire_all()
     ticket = queries.get_ticket_or_raise(session=session, reference=ticket_id, with_interactions=True)
@@ -301,8 +348,15 @@ def _segment(value: str | None) -> str | None:
 
 
 @router.get("/contacts/{contact_id}", tags=["contacts"])
-def get_contact(session: SessionDep, contact_id: int) -> ContactDetailRead:
-    """A contact with its timeline across all its tickets, newest first."""
+def get_contact(session: SessionDep, agent: CurrentAgentDep, contact_id: int) -> ContactDetailRead:
+    """A contact with its timeline across all its tickets (those the agent may work), newest first."""
     contact = queries.get_contact_or_raise(session=session, contact_id=contact_id)
-    timeline = queries.list_contact_timeline(session=session, contact_id=contact.id)
+    queues = queue_ids_of(session=session, agent=agent)
+    timeline = [
+        item
+        for item in queries.list_contact_timeline(session=session, contact_id=contact.id)
+        if queues is None
+        or item.ticket is None
+        or may_work_ticket(session=session, agent=agent, ticket=item.ticket)
+    ]
     return ContactDetailRead.from_contact_with_timeline(contact, timeline)

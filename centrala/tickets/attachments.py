@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import NotFoundError
+from centrala.tickets.agents import may_work_ticket
 from centrala.tickets.api import SessionDep, SettingsDep, get_current_agent
-from centrala.tickets.models import Attachment
+from centrala.tickets.models import Agent, Attachment
 
 # Raster images keep their type so that an <img> in a sanitised e-mail can show them; anything else, SVG and
 # HTML included, is served as opaque bytes.
@@ -32,7 +33,11 @@ def download_name(attachment: Attachment) -> str:
 
 def attachment_response(attachment: Attachment, blobs: BlobStore) -> Response:
     """The attachment's bytes with headers that make every browser save rather than render them."""
-    content_type = attachment.content_type if attachment.content_type in DISPLAYABLE_TYPES else "application/octet-stream"
+    content_type = (
+        attachment.content_type
+        if attachment.content_type in DISPLAYABLE_TYPES
+        else "application/octet-stream"
+    )
     return Response(
         content=blobs.get(attachment.sha256),
         media_type=content_type,
@@ -47,10 +52,16 @@ def attachment_response(attachment: Attachment, blobs: BlobStore) -> Response:
 
 @router.get("/attachments/{attachment_id}", response_class=Response)
 def download_attachment(
-    session: SessionDep, settings: SettingsDep, attachment_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+    session: SessionDep,
+    settings: SettingsDep,
+    agent: Annotated[Agent, Depends(get_current_agent)],
+    attachment_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
 ) -> Response:
-    """Download an attachment."""
+    """Download an attachment of a message on a ticket the agent may work."""
     attachment = session.get(Attachment, attachment_id)
-    if attachment is None:
+    ticket = attachment.interaction.ticket if attachment is not None else None
+    if attachment is None or (
+        ticket is not None and not may_work_ticket(session=session, agent=agent, ticket=ticket)
+    ):
         raise NotFoundError(f"no attachment {attachment_id}")
     return attachment_response(attachment, BlobStore(settings.blob_dir))

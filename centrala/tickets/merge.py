@@ -9,7 +9,9 @@ Services take a session and ``now``; they flush, never commit.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
+from difflib import SequenceMatcher
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -36,25 +38,69 @@ _MOVED = (
 
 
 def duplicate_suggestions(*, session: Session, contact: Contact, limit: int = 10) -> list[Contact]:
-    """Other live contacts that are probably the same person: a shared phone number, or the same name."""
+    """Other live contacts that are probably the same person: a shared phone number, the same mailbox name at
+    another domain (jana.novak@gmail.com and jana.novak@firma.cz), or a similar name ("Jana Nováková",
+    "Nováková Jana", "Jana Novakova")."""
     numbers = [phone.number for phone in contact.phones]
     conditions = []
     if numbers:
         conditions.append(
             Contact.id.in_(select(ContactPhone.contact_id).where(ContactPhone.number.in_(numbers)))
         )
-    if contact.name.strip():
-        conditions.append(func.lower(Contact.name) == contact.name.strip().lower())
+    local_parts = {
+        email.address.split("@")[0] for email in contact.emails if "." in email.address.split("@")[0]
+    }
+    for local in sorted(local_parts)[:5]:
+        conditions.append(
+            Contact.id.in_(
+                select(ContactEmail.contact_id).where(
+                    ContactEmail.address.like(f"{_escape(local)}@%", escape="\\")
+                )
+            )
+        )
+    words = contact.name.split()
+    if words:
+        # Candidates share a word of the name (any case); the comparison below decides.
+        for word in {words[0], words[-1]}:
+            if len(word) >= 2:
+                conditions.append(func.lower(Contact.name).like(f"%{_escape(word.lower())}%", escape="\\"))
     if not conditions:
         return []
-    return list(
-        session.scalars(
-            select(Contact)
-            .where(or_(*conditions), Contact.id != contact.id, Contact.merged_into_id.is_(None))
-            .order_by(Contact.updated_at.desc())
-            .limit(limit)
-        )
-    )
+    candidates = session.scalars(
+        select(Contact)
+        .where(or_(*conditions), Contact.id != contact.id, Contact.merged_into_id.is_(None))
+        .order_by(Contact.updated_at.desc())
+        .limit(200)
+    ).all()
+    own_numbers, own_locals = set(numbers), local_parts
+    found = []
+    for other in candidates:
+        shares_number = bool(own_numbers & {phone.number for phone in other.phones})
+        shares_mailbox = bool(own_locals & {email.address.split("@")[0] for email in other.emails})
+        if shares_number or shares_mailbox or names_look_alike(contact.name, other.name):
+            found.append(other)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _name_key(name: str) -> str:
+    """A name without accents, case or word order: "Nováková Jana" and "jana novakova" give the same key."""
+    plain = unicodedata.normalize("NFKD", name.casefold())
+    plain = "".join(char for char in plain if not unicodedata.combining(char))
+    return " ".join(sorted(plain.replace(",", " ").split()))
+
+
+def names_look_alike(first: str, second: str) -> bool:
+    """Whether two names are probably one person's, allowing accents, word order and a typo or two."""
+    a, b = _name_key(first), _name_key(second)
+    if not a or not b:
+        return False
+    return a == b or (min(len(a), len(b)) >= 6 and SequenceMatcher(None, a, b).ratio() >= 0.88)
 
 
 def merge_contacts(

@@ -183,6 +183,8 @@ class Contact(Base):
     is_org_manager: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Set when an agent merged this contact into another; its records moved there (``ContactMerge`` undoes it).
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="SET NULL"))
+    # Values of the contact's custom fields (``CustomField`` with entity "contact"), by key.
+    custom_fields: Mapped[dict[str, object]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -291,6 +293,50 @@ class AgentQueue(Base):
     queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
+class Team(Base):
+    """A team of agents working some queues: an agent sees and works the tickets of their teams' queues, and a
+    supervisor's reports cover their teams' queues."""
+
+    __tablename__ = "team"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    members: Mapped[list[Agent]] = relationship(secondary="team_member", order_by="Agent.name")
+    queues: Mapped[list[Queue]] = relationship(secondary="team_queue", order_by="Queue.name")
+
+
+class TeamMember(Base):
+    __tablename__ = "team_member"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class TeamQueue(Base):
+    __tablename__ = "team_queue"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class ApiToken(Base):
+    """A named API token of an agent, made and revoked in the console; stored only as its sha256."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    agent: Mapped[Agent] = relationship()
+
+
 class Queue(Base):
     """A queue of tickets worked by a team, e.g. "Support" or "Complaints"."""
 
@@ -328,8 +374,12 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # A follow-up that arrived after the reopen window of a closed ticket opens a new ticket linked here.
     follows_up_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
-    # Set when the customer opened the case in the portal and said what it is about.
+    # What the case is about: said by the customer opening it in the portal, or set by an agent.
     case_type: Mapped[CaseType | None] = mapped_column(str_enum(CaseType))
+    # Values of the ticket's custom fields (``CustomField`` with entity "ticket"), by key.
+    custom_fields: Mapped[dict[str, object]] = mapped_column(JSON, default=dict, server_default="{}")
+    # Set when an agent merged this ticket into another: its timeline moved there and it was closed.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
 
     contact: Mapped[Contact] = relationship()
     assignee: Mapped[Agent | None] = relationship()
@@ -342,6 +392,55 @@ class Ticket(Base):
     def number(self) -> str:
         """The ticket's public number, e.g. ``T-1042``."""
         return format_ticket_number(self.id)
+
+
+class TicketTag(Base):
+    """A free-form label on a ticket ("invoice", "vip-callback"), stored lower-case."""
+
+    __tablename__ = "ticket_tag"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
+
+
+Ticket.tag_rows = relationship(TicketTag, cascade="all, delete-orphan", order_by=TicketTag.tag)
+
+
+class CustomFieldKind(enum.StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    DATE = "date"
+    CHOICE = "choice"
+
+
+class CustomField(Base):
+    """A field an admin added to tickets or contacts; values live in the entity's ``custom_fields`` by key."""
+
+    __tablename__ = "custom_field"
+    __table_args__ = (UniqueConstraint("entity", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity: Mapped[str] = mapped_column(String(16))  # "ticket" or "contact"
+    key: Mapped[str] = mapped_column(String(50))
+    label: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[CustomFieldKind] = mapped_column(str_enum(CustomFieldKind), default=CustomFieldKind.TEXT)
+    choices: Mapped[list[str]] = mapped_column(JSON, default=list)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReplyTemplate(Base):
+    """A canned reply with variables ({{ contact.first_name }}, {{ ticket.number }}, {{ agent.name }}, ...);
+    as a macro it also sets the ticket's status or priority and adds tags when used."""
+
+    __tablename__ = "reply_template"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    body: Mapped[str] = mapped_column(Text, default="")
+    set_status: Mapped[TicketStatus | None] = mapped_column(str_enum(TicketStatus))
+    set_priority: Mapped[TicketPriority | None] = mapped_column(str_enum(TicketPriority))
+    add_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 def format_ticket_number(ticket_id: int) -> str:

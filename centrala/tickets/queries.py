@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from centrala.core.errors import NotFoundError
@@ -41,8 +41,10 @@ def list_tickets(
     contact_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
+    only: ColumnElement[bool] | None = None,
 ) -> list[TicketListItem]:
-    """Tickets most recently updated first, optionally only those in ``statuses`` or of one contact."""
+    """Tickets most recently updated first, optionally only those in ``statuses``, of one contact, or matching
+    ``only`` (e.g. the tickets an agent may work)."""
     interaction_count = (
         select(func.count(Interaction.id))
         .where(Interaction.ticket_id == Ticket.id)
@@ -60,6 +62,8 @@ def list_tickets(
         statement = statement.where(Ticket.status.in_(list(statuses)))
     if contact_id is not None:
         statement = statement.where(Ticket.contact_id == contact_id)
+    if only is not None:
+        statement = statement.where(only)
     return [TicketListItem(ticket, count) for ticket, count in session.execute(statement)]
 
 
@@ -137,7 +141,12 @@ def list_contact_timeline(
 
 
 def clocks_due(
-    *, session: Session, now: datetime, within_minutes: int, limit: int = 50
+    *,
+    session: Session,
+    now: datetime,
+    within_minutes: int,
+    limit: int = 50,
+    only: ColumnElement[bool] | None = None,
 ) -> list[tuple[Ticket, SlaClock]]:
     """Open tickets with a running clock breached or due by ``now + within_minutes``, nearest due first (one
     row per clock; an index on the clocks' state and due instant keeps it independent of the open tickets)."""
@@ -148,6 +157,7 @@ def clocks_due(
             SlaClock.state == ClockState.RUNNING,
             SlaClock.due_at.is_not(None),
             SlaClock.due_at <= now + timedelta(minutes=within_minutes),
+            *([only] if only is not None else []),
         )
         .order_by(SlaClock.due_at, SlaClock.id)
         .limit(limit)

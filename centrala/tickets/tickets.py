@@ -63,6 +63,18 @@ def is_participant(*, session: Session, ticket: Ticket, contact: Contact, addres
     return any(contact_id == contact.id or address in (cc or ()) for contact_id, cc in rows)
 
 
+def follow_merges(*, session: Session, ticket: Ticket) -> Ticket:
+    """The ticket a merged ticket lives on in (itself when it was never merged)."""
+    seen = {ticket.id}
+    while ticket.merged_into_id is not None:
+        target = session.get(Ticket, ticket.merged_into_id)
+        if target is None or target.id in seen:
+            break
+        seen.add(target.id)
+        ticket = target
+    return ticket
+
+
 def find_email_thread(
     *,
     session: Session,
@@ -90,7 +102,7 @@ def find_email_thread(
     ):
         ticket = session.get(Ticket, ticket_id) if ticket_id else None
         if ticket is not None:
-            return ThreadMatch(ticket, reason)
+            return ThreadMatch(follow_merges(session=session, ticket=ticket), reason)
     refused: ThreadReason | None = None
     if referenced_ids:
         rows = session.execute(
@@ -109,7 +121,7 @@ def find_email_thread(
             if ticket is not None and is_participant(
                 session=session, ticket=ticket, contact=sender, address=sender_address
             ):
-                return ThreadMatch(ticket, ThreadReason.REFERENCE)
+                return ThreadMatch(follow_merges(session=session, ticket=ticket), ThreadReason.REFERENCE)
             refused = ThreadReason.FOREIGN_REFERENCE
     tag = _SUBJECT_TAG.search(subject)
     if tag:
@@ -117,7 +129,7 @@ def find_email_thread(
         ticket = session.get(Ticket, ticket_id) if ticket_id else None
         if ticket is not None:
             if is_participant(session=session, ticket=ticket, contact=sender, address=sender_address):
-                return ThreadMatch(ticket, ThreadReason.SUBJECT_TAG)
+                return ThreadMatch(follow_merges(session=session, ticket=ticket), ThreadReason.SUBJECT_TAG)
             refused = refused or ThreadReason.FOREIGN_SUBJECT_TAG
     return ThreadMatch(None, refused or ThreadReason.NEW_TICKET)
 

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import event, select
 
 from centrala.tickets.models import (
+    AgentQueue,
     Channel,
     ContactEmail,
     Direction,
@@ -84,9 +85,10 @@ def test_valid_token_is_accepted_whatever_the_scheme_case(client, agent_and_toke
 # --- Ticket list --------------------------------------------------------------------------------------------
 
 
-def test_ticket_list_is_newest_updated_first_with_contact_and_count(client, session, auth):
+def test_ticket_list_is_newest_updated_first_with_contact_and_count(client, session, auth, agent):
     contact = make_contact(session, name="Jana Nováková", emails=["jana@example.org", "jana@work.example"])
     queue = make_queue(session, name="Billing")
+    session.add(AgentQueue(agent_id=agent.id, queue_id=queue.id))
     old = make_ticket(session, contact=contact, subject="Old", updated_at=NOW)
     newest = make_ticket(session, subject="Newest", updated_at=NOW + timedelta(hours=2))
     middle = make_ticket(
