@@ -251,11 +251,15 @@ def split_interaction(
         raise InvalidInputError("an internal note cannot open a ticket; copy its text into a new one")
     others = session.scalar(
         select(Interaction.id)
-        .where(Interaction.ticket_id == source.id, Interaction.id != interaction.id)
+        .where(
+            Interaction.ticket_id == source.id,
+            Interaction.id != interaction.id,
+            Interaction.channel != Channel.NOTE,
+        )
         .limit(1)
     )
     if others is None:
-        raise ConflictError("this is the ticket's only entry: there is nothing to split it from")
+        raise ConflictError("this is the ticket's only message: there is nothing to split it from")
     title = " ".join(subject.split()) or interaction.subject or f"Split from {source.number}"
     ticket = open_ticket(
         session=session,
