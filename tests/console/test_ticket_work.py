@@ -104,7 +104,7 @@ def test_type_tags_and_custom_fields_are_saved_and_filtered_on(web, session):
 
 
 def test_a_macro_reply_with_attachments_goes_out_as_one_mail_and_does_what_the_macro_says(web, session):
-    lead, _ = _agent(session, "vera@centrala.test", "Věra", AgentRole.SUPERVISOR)
+    _agent(session, "vera@centrala.test", "Věra", AgentRole.SUPERVISOR)
     agent, _ = _agent(session, "alena@centrala.test", "Alena")
     queue = make_queue(session, name="Hotline")
     session.add(AgentQueue(agent_id=agent.id, queue_id=queue.id))
