@@ -45,7 +45,7 @@ from centrala.tickets.agent_sessions import (
     revoke_session,
     start_session,
 )
-from centrala.tickets.agents import queue_ids_of
+from centrala.tickets.agents import queue_ids_of, team_queue_ids_of
 from centrala.tickets.api import SessionDep, SettingsDep
 from centrala.tickets.attachments import attachment_response
 from centrala.tickets.merge import duplicate_suggestions, merge_contacts, undo_merge
@@ -728,7 +728,7 @@ def _back(ticket: Ticket, *, done: str | None = None, error: str | None = None) 
 # --- reports ----------------------------------------------------------------------------------------------------
 
 # Which column of each report to draw: (label column, value column).
-CHARTED = {"volume": (0, 2), "queues": (0, 1), "agents": (0, 2), "sla": (0, 5), "calls": (0, 1), "csat": (0, 1),
+CHARTED = {"volume": (0, 2), "queues": (0, 1), "types": (1, 2), "agents": (0, 2), "teams": (0, 2), "sla": (0, 5), "calls": (0, 1), "csat": (0, 1),
            "pareto": (1, 2)}
 
 
@@ -749,11 +749,13 @@ def reports_page(
     _supervisor(current)
     since, until = _report_period(days)
     charted = []
-    for report in reports.all_reports(session=session, since=since, until=until):
+    scope = team_queue_ids_of(session=session, agent=current.agent)
+    for report in reports.all_reports(session=session, since=since, until=until, queue_ids=scope):
         label, value = CHARTED.get(report.name, (0, len(report.header) - 1))
         charted.append((report, bar_chart(report.rows, label=label, value=value, title=report.title)))
+    scoped = None if scope is None else session.scalars(select(Queue.name).where(Queue.id.in_(scope))).all()
     return render(request, settings, "reports.html", current=current, charted=charted, days=days, since=since,
-                  until=until)
+                  until=until, scoped=scoped)
 
 
 @router.get("/reports/{name}.csv")
@@ -762,7 +764,11 @@ def report_csv(
 ) -> Response:
     _supervisor(current)
     since, until = _report_period(days)
-    report = next((r for r in reports.all_reports(session=session, since=since, until=until) if r.name == name), None)
+    scope = team_queue_ids_of(session=session, agent=current.agent)
+    report = next(
+        (r for r in reports.all_reports(session=session, since=since, until=until, queue_ids=scope) if r.name == name),
+        None,
+    )
     if report is None:
         raise NotFoundError(f"no report {name!r}")
     buffer = io.StringIO()

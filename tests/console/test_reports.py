@@ -79,7 +79,8 @@ def test_supervisors_see_charts_and_download_formula_safe_csv(web, session, data
     sign_in_as(web, session, AgentRole.SUPERVISOR)
     page = web.get("/console/reports")
     assert page.status_code == 200
-    assert page.text.count("<svg") == 6 and "Nothing in this period." in page.text  # no ratings yet
+    # Every report with data is drawn; ratings and teams have none yet.
+    assert page.text.count("<svg") == 7 and "Nothing in this period." in page.text
     assert (
         "HYPERLINK(&quot;http://evil&quot;)" in page.text or "HYPERLINK(&#34;http://evil&#34;)" in page.text
     )  # escaped in the SVG
@@ -96,3 +97,44 @@ def test_supervisors_see_charts_and_download_formula_safe_csv(web, session, data
     calls = list(csv.reader(io.StringIO(web.get("/console/reports/calls.csv").text)))
     assert calls[1] == ["missed", "1", "40.0", ""]
     assert web.get("/console/reports/nothing.csv").status_code == 404
+
+
+def test_a_supervisor_in_teams_sees_reports_of_their_teams_queues_and_times_per_team(web, session, data):
+    from sqlalchemy import select
+
+    from centrala.tickets.models import Agent, Queue, Team, TeamMember, TeamQueue
+
+    sign_in_as(web, session, AgentRole.SUPERVISOR)
+    lead = session.scalar(select(Agent).where(Agent.email == "supervisor@centrala.test"))
+    hotline = session.scalar(select(Queue).where(Queue.name == "Hotline"))
+    other = make_queue(session, name="Returns")
+    returns_team, hotline_team = (
+        Team(name="Returns team", created_at=clock.now()),
+        Team(name="Hotline team", created_at=clock.now()),
+    )
+    session.add_all([returns_team, hotline_team])
+    session.flush()
+    session.add_all(
+        [
+            TeamMember(team_id=returns_team.id, agent_id=lead.id),
+            TeamQueue(team_id=returns_team.id, queue_id=other.id),
+            TeamQueue(team_id=hotline_team.id, queue_id=hotline.id),
+        ]
+    )
+    session.flush()
+
+    page = web.get("/console/reports").text
+    assert "your teams' queues: Returns" in page
+    assert list(csv.reader(io.StringIO(web.get("/console/reports/queues.csv").text))) == [
+        ["queue", "tickets"]
+    ]
+
+    session.execute(TeamQueue.__table__.delete().where(TeamQueue.team_id == returns_team.id))
+    session.add(TeamMember(team_id=hotline_team.id, agent_id=lead.id))
+    session.flush()
+    teams = list(csv.reader(io.StringIO(web.get("/console/reports/teams.csv").text)))
+    assert teams[1][:3] == ["Hotline team", "8", "33.5"]  # 30..37 business minutes, median 33.5
+    volume = list(csv.reader(io.StringIO(web.get("/console/reports/queues.csv").text)))
+    assert volume[1:] == [["Hotline", "8"]]
+    types = list(csv.reader(io.StringIO(web.get("/console/reports/types.csv").text)))
+    assert types[0] == ["week", "type", "tickets"] and sum(int(row[2]) for row in types[1:]) == 8
