@@ -241,14 +241,14 @@ def split_interaction(
     a second matter in a reply gets it handled (and measured) on its own. Returns the new ticket.
 
     Raises:
-        InvalidInputError: the entry is on no ticket, or is an internal note.
+        InvalidInputError: the entry is on no ticket, or is not the customer's (a note, our reply).
         ConflictError: it is the only entry of its ticket (nothing would be left to split from).
     """
     source = interaction.ticket
     if source is None:
         raise InvalidInputError("this entry is on no ticket")
-    if interaction.channel is Channel.NOTE:
-        raise InvalidInputError("an internal note cannot open a ticket; copy its text into a new one")
+    if interaction.direction is not Direction.INBOUND:
+        raise InvalidInputError("only a customer's message can become a ticket of its own")
     others = session.scalar(
         select(Interaction.id)
         .where(
