@@ -345,7 +345,10 @@ def test_an_agent_reaches_no_ticket_of_another_teams_queue_through_any_route(web
     session.add(AgentQueue(agent_id=agent.id, queue_id=mine.id))
     own = _customer_ticket(session, mine)
     foreign = _customer_ticket(
-        session, make_queue(session, name="Billing"), texts=("secret", "more secret"), address="olga@example.ua"
+        session,
+        make_queue(session, name="Billing"),
+        texts=("secret", "more secret"),
+        address="olga@example.ua",
     )
     entry = foreign.interactions[0]
     blob = BlobStore(get_settings().blob_dir).put(b"private file")
@@ -419,3 +422,62 @@ def test_an_agent_reaches_no_ticket_of_another_teams_queue_through_any_route(web
     session.expire_all()
     assert session.get(Ticket, foreign.id).status is TicketStatus.OPEN
     assert session.scalars(select(OutboundEmail)).all() == []
+
+
+def test_the_timeline_shows_calls_with_their_recording_and_sla_events_in_order(web, session):
+    from datetime import timedelta
+
+    from centrala.tickets.models import ClockState, SlaClock, SlaMetric
+
+    agent, _ = _agent(session, "alena@centrala.test", "Alena")
+    queue = make_queue(session, name="Hotline")
+    session.add(AgentQueue(agent_id=agent.id, queue_id=queue.id))
+    ticket = _customer_ticket(session, queue)
+    voicemail = Interaction(
+        ticket=ticket,
+        contact=ticket.contact,
+        channel=Channel.PHONE,
+        direction=Direction.INBOUND,
+        text="Call from +420 601 123 456, voicemail of 0:12.\nTranscription: Prosím zavolejte mi zpět.",
+        occurred_at=NOW + timedelta(minutes=30),
+        created_at=NOW + timedelta(minutes=30),
+    )
+    session.add(voicemail)
+    session.flush()
+    recording = BlobStore(get_settings().blob_dir).put(b"ID3 fake mp3 bytes")
+    session.add(
+        Call(
+            call_sid="CA" + "a" * 32,
+            ticket_id=ticket.id,
+            interaction_id=voicemail.id,
+            outcome="voicemail",
+            recording_sha256=recording,
+            recording_duration=12,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+    )
+    session.add(
+        SlaClock(
+            ticket_id=ticket.id,
+            metric=SlaMetric.FIRST_RESPONSE,
+            state=ClockState.RUNNING,
+            target_minutes=20,
+            started_at=NOW,
+            running_since=NOW,
+            due_at=NOW + timedelta(minutes=20),
+            breached_at=NOW + timedelta(minutes=20),
+        )
+    )
+    session.flush()
+    sign_in(web)
+
+    page = web.get(f"/console/tickets/{ticket.number}").text
+
+    started = page.index("SLA first response started: 20 business minutes")
+    breached = page.index("SLA first response breached")
+    assert page.index("Faktura nesedí") < started < breached < page.index("Prosím zavolejte mi zpět.")
+    call = session.scalar(select(Call).where(Call.interaction_id == voicemail.id))
+    assert f'<audio controls preload="none" src="/console/calls/{call.id}/recording"' in page
+    listened = web.get(f"/console/calls/{call.id}/recording")
+    assert listened.status_code == 200 and listened.content == b"ID3 fake mp3 bytes"
