@@ -7,7 +7,8 @@ database nor Redis.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -38,6 +39,7 @@ from centrala.core.settings import Settings, get_settings
 from centrala.ingest import api as ingest_api
 from centrala.ingest import phone_api, twilio
 from centrala.ingest.ledger import LedgerQuarantine
+from centrala.ingest.twilio_spool import SpoolDrainer
 from centrala.portal import views as portal_views
 from centrala.tickets import api as tickets_api
 from centrala.tickets import attachments, sla_api
@@ -60,8 +62,20 @@ ERROR_STATUS: dict[type[CentralaError], int] = {
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The web application with every router; ``settings`` default to the process-wide ones."""
-    app = FastAPI(title="Centrala", version=__version__)
-    app.state.settings = settings or get_settings()
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Twilio events spooled while the database was unavailable are stored by the process that spooled them.
+        drainer = SpoolDrainer(settings, lambda item: twilio.store_spooled(item, settings))
+        drainer.start()
+        try:
+            yield
+        finally:
+            drainer.stop()
+
+    app = FastAPI(title="Centrala", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
     for error_class in ERROR_STATUS:
         app.add_exception_handler(error_class, _error_response)
     app.include_router(health_router)

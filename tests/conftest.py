@@ -176,7 +176,7 @@ def app(session: Session):
     changed when it fails, like ``get_db``'s session closing without a commit.
     """
     from centrala.app import create_app
-    from centrala.core.db import get_db
+    from centrala.core.db import get_db, get_read_db
 
     def _request_session() -> Iterator[Session]:
         session.commit()
@@ -189,6 +189,7 @@ def app(session: Session):
 
     application = create_app()
     application.dependency_overrides[get_db] = _request_session
+    application.dependency_overrides[get_read_db] = _request_session
     return application
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -20,6 +20,9 @@ from centrala.core.settings import Settings, get_settings
 
 # Execution option marking a connection whose transactions only read.
 READ_ONLY_OPTION = "centrala_read_only"
+# How long a writer waits for the lock in this transaction, in ms, instead of ``db_lock_timeout_ms``: work that has
+# somewhere else to go (a spool) gives up quickly rather than keep its caller waiting.
+LOCK_TIMEOUT_OPTION = "centrala_lock_timeout_ms"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -96,7 +99,13 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY when another
         # writer committed in between (busy_timeout cannot help there); taking the write lock up front
         # makes writers queue on busy_timeout instead. Read-only work keeps WAL's lock-free reads.
-        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        options = connection.get_execution_options()
+        read_only = options.get(READ_ONLY_OPTION, False)
+        wanted = int(options.get(LOCK_TIMEOUT_OPTION, busy_timeout_ms))
+        record = connection.connection.info
+        if record.get("busy_timeout_ms", busy_timeout_ms) != wanted:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={wanted}")
+            record["busy_timeout_ms"] = wanted
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
@@ -143,6 +152,25 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
     finally:
         session.close()
+
+
+def get_read_db() -> Iterator[Session]:
+    """FastAPI dependency: a read-only session beside the request's own, for a POST that must answer from what is
+    committed even while a writer holds the lock (on SQLite, reads never wait for writers)."""
+    session = get_read_sessionmaker()()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def begin_quick_write(session: Session, lock_timeout_ms: int) -> None:
+    """Start ``session``'s write transaction waiting at most ``lock_timeout_ms`` for a lock, so that a caller
+    with a fallback gets OperationalError quickly instead of waiting out the usual timeout."""
+    if is_postgresql(session):
+        session.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+    else:
+        session.connection(execution_options={LOCK_TIMEOUT_OPTION: int(lock_timeout_ms)})
 
 
 def is_postgresql(session_or_engine: Session | Engine) -> bool:

@@ -14,23 +14,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from centrala.core import clock
-from centrala.core.db import get_db
+from centrala.core.db import begin_quick_write, get_db, get_read_db, get_sessionmaker
 from centrala.core.errors import InvalidInputError
 from centrala.core.phone_lines import PhoneLine
 from centrala.core.queue import enqueue_after_commit
 from centrala.core.settings import Settings
 from centrala.ingest.calls import PROCESS_JOB
 from centrala.ingest.models import CallEventRecord, InboundStatus
+from centrala.ingest.twilio_spool import spool_event
 from centrala.telephony import twiml
 from centrala.telephony.events import (
     CallDirection,
@@ -58,11 +60,17 @@ MAX_FORM_FIELDS = 200
 MAX_BODY_BYTES = 256 * 1024
 
 SessionDep = Annotated[Session, Depends(get_db)]
+ReadSessionDep = Annotated[Session, Depends(get_read_db)]
+# A webhook's write waits this long for a locked database before the event goes to the spool: Twilio waits for
+# the answer, and a caller hears silence meanwhile.
+WEBHOOK_LOCK_TIMEOUT_MS = 500
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 @router.post("/{kind}")
-async def twilio_webhook(kind: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def twilio_webhook(
+    kind: str, request: Request, session: SessionDep, reader: ReadSessionDep, settings: SettingsDep
+) -> Response:
     """One webhook: ``voice``, ``status``, ``dial-result``, ``recording`` or ``transcription``."""
     if kind not in set(CallEventKind):
         return Response("unknown webhook\n", status_code=404, media_type="text/plain")
@@ -90,7 +98,7 @@ async def twilio_webhook(kind: str, request: Request, session: SessionDep, setti
         return Response("forbidden: not signed by Twilio\n", status_code=403, media_type="text/plain")
     values = dict(pairs)
     params = dict(request.query_params)
-    return await _run_sync(_handle, session, settings, kind, values, params)
+    return await _run_sync(_handle, session, reader, settings, kind, values, params)
 
 
 async def _run_sync(func, *args):  # type: ignore[no-untyped-def]
@@ -101,22 +109,90 @@ async def _run_sync(func, *args):  # type: ignore[no-untyped-def]
 
 
 def _handle(
-    session: Session, settings: Settings, kind: str, form: dict[str, str], params: dict[str, str]
+    session: Session,
+    reader: Session,
+    settings: Settings,
+    kind: str,
+    form: dict[str, str],
+    params: dict[str, str],
 ) -> Response:
+    """Decide the answer from what is committed (``reader`` never waits for a writer), store the event, answer.
+
+    When the database does not take the write within ``WEBHOOK_LOCK_TIMEOUT_MS`` (locked, restarting), the
+    event goes to the spool and the caller still gets the answer at once.
+    """
     now = clock.now()
     try:
         event = parse_call_event(
             kind, form, default_region=settings.default_region, queue=params.get("queue")
         )
     except InvalidInputError as error:
-        _store_unreadable(session=session, kind=kind, form=form, reason=str(error), now=now)
-        session.commit()
         log.warning("unreadable Twilio %s webhook quarantined: %s", kind, error)
-        return _twiml(twiml.say_and_hangup(language="en") if kind == CallEventKind.VOICE else EMPTY_TWIML)
-    answer, context = _answer(session=session, settings=settings, event=event, params=params, now=now)
-    _store(session=session, event=event, context=context, now=now)
-    session.commit()
+        reason = str(error)
+        answer = twiml.say_and_hangup(language="en") if kind == CallEventKind.VOICE else EMPTY_TWIML
+        _write_or_spool(
+            session,
+            settings,
+            kind,
+            form,
+            params,
+            {},
+            now,
+            lambda: _store_unreadable(session=session, kind=kind, form=form, reason=reason, now=now),
+        )
+        return _twiml(answer)
+    answer, context = _answer(session=reader, settings=settings, event=event, params=params, now=now)
+    reader.rollback()
+    _write_or_spool(
+        session,
+        settings,
+        kind,
+        form,
+        params,
+        context,
+        now,
+        lambda: _store(session=session, event=event, context=context, now=now),
+    )
     return _twiml(answer)
+
+
+def _write_or_spool(
+    session: Session,
+    settings: Settings,
+    kind: str,
+    form: dict[str, str],
+    params: dict[str, str],
+    context: dict[str, object],
+    now: datetime,
+    write: Callable[[], None],
+) -> None:
+    try:
+        begin_quick_write(session, WEBHOOK_LOCK_TIMEOUT_MS)
+        write()
+        session.commit()
+    except OperationalError as error:
+        session.rollback()
+        path = spool_event(settings, kind=kind, form=form, params=params, context=context, received_at=now)
+        log.warning(
+            "database busy (%s): Twilio %s event spooled as %s", type(error.orig).__name__, kind, path.name
+        )
+
+
+def store_spooled(item: dict[str, object], settings: Settings) -> None:
+    """Store one spooled event (see ``twilio_spool``), as the webhook would have."""
+    kind, form = str(item["kind"]), dict(item["form"])  # type: ignore[call-overload]
+    params = dict(item.get("params") or {})  # type: ignore[call-overload]
+    received_at = datetime.fromisoformat(str(item["received_at"]))
+    with get_sessionmaker()() as session:
+        try:
+            event = parse_call_event(
+                kind, form, default_region=settings.default_region, queue=params.get("queue")
+            )
+        except InvalidInputError as error:
+            _store_unreadable(session=session, kind=kind, form=form, reason=str(error), now=received_at)
+        else:
+            _store(session=session, event=event, context=dict(item.get("context") or {}), now=received_at)  # type: ignore[call-overload]
+        session.commit()
 
 
 def _twiml(body: str) -> Response:

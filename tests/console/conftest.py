@@ -13,7 +13,7 @@ from centrala.core.queue import get_redis
 @pytest.fixture()
 def web(session, redis_url) -> Iterator[TestClient]:
     from centrala.app import create_app
-    from centrala.core.db import get_db
+    from centrala.core.db import get_db, get_read_db
 
     def _request_session():
         session.commit()
@@ -28,5 +28,6 @@ def web(session, redis_url) -> Iterator[TestClient]:
         get_redis().delete(key)
     application = create_app()
     application.dependency_overrides[get_db] = _request_session
+    application.dependency_overrides[get_read_db] = _request_session
     with TestClient(application, base_url="https://testserver", follow_redirects=False) as client:
         yield client

@@ -65,7 +65,7 @@ def now_is(monkeypatch) -> Iterator:
 @pytest.fixture()
 def web(session, settings, redis_url, now_is) -> Iterator[TestClient]:
     from centrala.app import create_app
-    from centrala.core.db import get_db
+    from centrala.core.db import get_db, get_read_db
 
     def _request_session():
         session.commit()
@@ -78,6 +78,7 @@ def web(session, settings, redis_url, now_is) -> Iterator[TestClient]:
 
     application = create_app(settings)
     application.dependency_overrides[get_db] = _request_session
+    application.dependency_overrides[get_read_db] = _request_session
     with TestClient(application) as test_client:
         yield test_client
 
