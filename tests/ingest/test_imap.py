@@ -421,16 +421,23 @@ def test_centrala_imap_imports_and_stops_on_sigterm(dovecot, settings, committed
 def test_centrala_imap_without_sources_waits_until_stopped(settings):
     environment = {k: v for k, v in os.environ.items() if k != "CENTRALA_IMAP_MAILBOXES"}
     process = _centrala_imap(environment)
+    said = b""
     try:
+        # It says so once its signal handlers are in place (a slow start must not meet SIGTERM unprepared).
+        while b"no IMAP sources configured" not in said:
+            line = process.stderr.readline()
+            if not line:
+                break
+            said += line
         with pytest.raises(subprocess.TimeoutExpired):
-            process.wait(timeout=2)
+            process.wait(timeout=1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert b"no IMAP sources configured" in process.stderr.read()
+    assert b"no IMAP sources configured" in said
 
 
 def test_the_same_message_by_smtp_and_by_imap_becomes_one_interaction(

@@ -117,5 +117,6 @@ def test_webhooks_are_answered_at_once_while_the_database_is_locked_and_stored_o
     assert waiting == len(sent)
     assert spooled(settings) == []
     assert stored == distinct == len(sent)
-    # Each answer came without waiting for the lock (the usual lock timeout is 5 s).
-    assert max(latencies) < 3.0
+    # No answer waited out the lock: a write that waits gives up after the usual lock timeout (5 s) with an
+    # error, and the lock was held for 10 s.
+    assert max(latencies) < 5.0
