@@ -106,7 +106,8 @@ class TicketFilter:
 def filtered_tickets(*, session: Session, agent: Agent, filters: TicketFilter, limit: int = 200) -> list[WorkItem]:
     """Tickets the agent may work that match ``filters``, most recently updated first."""
     queues = queue_ids_of(session=session, agent=agent)
-    conditions: list[object] = []
+    # Archived tickets (closed long ago, see tickets.retention) are out of the working set; search finds them.
+    conditions: list[object] = [Ticket.archived_at.is_(None)]
     if queues is not None:
         conditions.append(
             or_(Ticket.queue_id.is_(None), Ticket.queue_id.in_(queues), Ticket.assignee_id == agent.id)

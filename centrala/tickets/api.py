@@ -85,12 +85,20 @@ def list_tickets(
     session: SessionDep,
     status: Annotated[list[TicketStatus] | None, Query(description="Only tickets in these states")] = None,
     contact_id: Annotated[int | None, Query(ge=1, le=queries.MAX_ID)] = None,
+    include_archived: Annotated[
+        bool, Query(description="Also tickets archived after being closed long ago (left out by default)")
+    ] = False,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> list[TicketRead]:
     """Tickets, most recently updated first."""
     items = queries.list_tickets(
-        session=session, statuses=status or (), contact_id=contact_id, limit=limit, offset=offset
+        session=session,
+        statuses=status or (),
+        contact_id=contact_id,
+        include_archived=include_archived,
+        limit=limit,
+        offset=offset,
     )
     return [TicketRead.from_ticket(item.ticket, item.interaction_count) for item in items]
 

@@ -330,6 +330,9 @@ class Ticket(Base):
     follows_up_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
     # Set when the customer opened the case in the portal and said what it is about.
     case_type: Mapped[CaseType | None] = mapped_column(str_enum(CaseType))
+    # Set by the retention sweep on a ticket closed long ago: kept and found by search, left out of work lists.
+    # Cleared when the ticket is reopened.
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     contact: Mapped[Contact] = relationship()
     assignee: Mapped[Agent | None] = relationship()

@@ -39,10 +39,12 @@ def list_tickets(
     session: Session,
     statuses: Sequence[TicketStatus] = (),
     contact_id: int | None = None,
+    include_archived: bool = False,
     limit: int = 50,
     offset: int = 0,
 ) -> list[TicketListItem]:
-    """Tickets most recently updated first, optionally only those in ``statuses`` or of one contact."""
+    """Tickets most recently updated first, optionally only those in ``statuses`` or of one contact; archived
+    tickets only with ``include_archived``."""
     interaction_count = (
         select(func.count(Interaction.id))
         .where(Interaction.ticket_id == Ticket.id)
@@ -60,6 +62,8 @@ def list_tickets(
         statement = statement.where(Ticket.status.in_(list(statuses)))
     if contact_id is not None:
         statement = statement.where(Ticket.contact_id == contact_id)
+    if not include_archived:
+        statement = statement.where(Ticket.archived_at.is_(None))
     return [TicketListItem(ticket, count) for ticket, count in session.execute(statement)]
 
 

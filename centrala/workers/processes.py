@@ -11,11 +11,13 @@ from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from centrala.core.queue import get_queue, get_redis
+from centrala.core.queue import PendingJob, enqueue_now, get_queue, get_redis
 from centrala.core.settings import Settings
 from centrala.workers.jobs import sweep_call_events, sweep_due_outbound, sweep_sla_clocks, sweep_stale_emails
 
 log = logging.getLogger(__name__)
+
+RETENTION_JOB = "centrala.workers.jobs.apply_retention"
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
@@ -56,6 +58,7 @@ def _run_sweeps(settings: Settings, stop: threading.Event, rq_scheduler: RQSched
     # interval.
     tick = min(settings.sweep_interval_seconds, 0.25)
     last_sweep: float | None = None
+    last_retention: float | None = None
     while not stop.is_set():
         try:
             rq_scheduler.acquire_locks()
@@ -66,7 +69,17 @@ def _run_sweeps(settings: Settings, stop: threading.Event, rq_scheduler: RQSched
         if last_sweep is None or time.monotonic() - last_sweep >= settings.sweep_interval_seconds:
             last_sweep = time.monotonic()
             _sweep_once()
+        if last_retention is None or time.monotonic() - last_retention >= settings.retention_interval_seconds:
+            last_retention = time.monotonic()
+            _queue_retention()
         stop.wait(tick)
+
+
+def _queue_retention() -> None:
+    # A job, not work done here: a first run on a large installation takes a while, and this loop must keep
+    # moving scheduled jobs. Committed batches stay done if the job times out; the next round goes on.
+    if enqueue_now([PendingJob(RETENTION_JOB, job_id="centrala-retention")]):
+        log.info("queued the retention job")
 
 
 def _sweep_once() -> None:
