@@ -11,7 +11,7 @@ from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from centrala.core.queue import PendingJob, enqueue_now, get_queue, get_redis
+from centrala.core.queue import WORKER_TTL_SECONDS, PendingJob, enqueue_now, get_queue, get_redis
 from centrala.core.settings import Settings
 from centrala.workers.jobs import sweep_call_events, sweep_due_outbound, sweep_sla_clocks, sweep_stale_emails
 
@@ -25,7 +25,10 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     idempotent, and a worker that dies mid-job only delays that job until rq or the sweeper hands it out again."""
     connection = get_redis()
     worker = SimpleWorker(
-        [get_queue(connection)], connection=connection, serializer=JSONSerializer, worker_ttl=30
+        [get_queue(connection)],
+        connection=connection,
+        serializer=JSONSerializer,
+        worker_ttl=WORKER_TTL_SECONDS,
     )
     # rq logs three lines per job at INFO; ours says what happened to which message, so keep rq's to warnings.
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
