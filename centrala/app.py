@@ -181,7 +181,7 @@ def healthz(
     redis_client: Annotated[redis.Redis | None, Depends(get_health_redis)],
     require: Annotated[
         list[HealthPart],
-        Query(description="Also answer 503 when these are down (a probe of the whole service, not this process)"),
+        Query(description="Also answer 503 when these are down (a probe of the whole service)"),
     ] = [],  # noqa: B006  (FastAPI copies the default)
 ) -> HealthRead:
     """200 when the database and Redis answer (and what ``require`` names runs); 503 naming what does not.
