@@ -452,7 +452,9 @@ def retention() -> None:
     """Archive old closed tickets and delete old raw mail now (the scheduler does it every hour)."""
     from centrala.workers.jobs import apply_retention
 
-    typer.echo(json.dumps(apply_retention()))
+    report = apply_retention()
+    counts = {"archived_tickets": report.archived_tickets, "raw_mail_deleted": report.raw_mail_deleted}
+    typer.echo(json.dumps(counts))
 
 
 def main() -> None:

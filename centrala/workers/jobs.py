@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -308,14 +310,28 @@ def send_portal_sign_in_link(address: str, next_path: str | None) -> dict[str, o
         return {"issued": token is not None}
 
 
-def apply_retention() -> dict[str, int]:
+@dataclass(frozen=True)
+class RetentionReport:
+    """What one retention run did, and whether it got through everything due (it stops at its time budget)."""
+
+    archived_tickets: int
+    raw_mail_deleted: int
+    finished: bool
+
+
+def apply_retention(*, max_seconds: float | None = None) -> RetentionReport:
     """Archive closed tickets past the archive age and delete raw mail past the retention period, a batch at a
-    time until none is left; returns how many of each."""
+    time until none is left or ``max_seconds`` have passed (the rest waits for the next run)."""
     settings = get_settings()
     blobs = BlobStore(settings.blob_dir)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     archived = purged = 0
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
     if settings.archive_closed_after_days is not None:
-        while True:
+        while not out_of_time():
             with session_scope() as session:
                 count = archive_closed_tickets(
                     session=session,
@@ -325,8 +341,10 @@ def apply_retention() -> dict[str, int]:
             archived += count
             if count == 0:
                 break
+        else:
+            return RetentionReport(archived, purged, finished=False)
     if settings.raw_mail_retention_days is not None:
-        while True:
+        while not out_of_time():
             with session_scope() as session:
                 purged_now = purge_raw_mail(
                     session=session,
@@ -339,4 +357,6 @@ def apply_retention() -> dict[str, int]:
             purged += purged_now.count
             if purged_now.count == 0:
                 break
-    return {"archived_tickets": archived, "raw_mail_deleted": purged}
+        else:
+            return RetentionReport(archived, purged, finished=False)
+    return RetentionReport(archived, purged, finished=True)

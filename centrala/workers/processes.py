@@ -11,13 +11,21 @@ from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from centrala.core.queue import WORKER_TTL_SECONDS, PendingJob, enqueue_now, get_queue, get_redis
+from centrala.core.queue import WORKER_TTL_SECONDS, get_queue, get_redis
 from centrala.core.settings import Settings
-from centrala.workers.jobs import sweep_call_events, sweep_due_outbound, sweep_sla_clocks, sweep_stale_emails
+from centrala.workers.jobs import (
+    apply_retention,
+    sweep_call_events,
+    sweep_due_outbound,
+    sweep_sla_clocks,
+    sweep_stale_emails,
+)
 
 log = logging.getLogger(__name__)
 
-RETENTION_JOB = "centrala.workers.jobs.apply_retention"
+# A round of retention stops after this long, so that a first run on a large installation does not hold up
+# the scheduled jobs this loop moves; the rest follows a sweep interval later.
+RETENTION_BUDGET_SECONDS = 2.0
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
@@ -61,7 +69,7 @@ def _run_sweeps(settings: Settings, stop: threading.Event, rq_scheduler: RQSched
     # interval.
     tick = min(settings.sweep_interval_seconds, 0.25)
     last_sweep: float | None = None
-    last_retention: float | None = None
+    next_retention = time.monotonic()
     while not stop.is_set():
         try:
             rq_scheduler.acquire_locks()
@@ -72,17 +80,26 @@ def _run_sweeps(settings: Settings, stop: threading.Event, rq_scheduler: RQSched
         if last_sweep is None or time.monotonic() - last_sweep >= settings.sweep_interval_seconds:
             last_sweep = time.monotonic()
             _sweep_once()
-        if last_retention is None or time.monotonic() - last_retention >= settings.retention_interval_seconds:
-            last_retention = time.monotonic()
-            _queue_retention()
+        if time.monotonic() >= next_retention:
+            next_retention = time.monotonic() + _retain(settings)
         stop.wait(tick)
 
 
-def _queue_retention() -> None:
-    # A job, not work done here: a first run on a large installation takes a while, and this loop must keep
-    # moving scheduled jobs. Committed batches stay done if the job times out; the next round goes on.
-    if enqueue_now([PendingJob(RETENTION_JOB, job_id="centrala-retention")]):
-        log.info("queued the retention job")
+def _retain(settings: Settings) -> float:
+    """One round of retention, here in the scheduler but within a time budget, so that scheduled jobs keep
+    moving; returns how long until the next round (soon while a backlog remains)."""
+    try:
+        report = apply_retention(max_seconds=RETENTION_BUDGET_SECONDS)
+    except Exception:
+        log.exception("retention failed; trying again next round")
+        return settings.sweep_interval_seconds
+    if report.archived_tickets or report.raw_mail_deleted:
+        log.info(
+            "retention: archived %d ticket(s), deleted the raw bytes of %d e-mail(s)",
+            report.archived_tickets,
+            report.raw_mail_deleted,
+        )
+    return settings.retention_interval_seconds if report.finished else settings.sweep_interval_seconds
 
 
 def _sweep_once() -> None:

@@ -97,7 +97,7 @@ def test_the_api_says_why_deleted_raw_bytes_are_gone(client, session, blobs):
 def test_the_retention_job_archives_tickets_and_deletes_raw_mail_in_batches(
     committed_db, redis_url, monkeypatch
 ):
-    from centrala.workers.jobs import apply_retention
+    from centrala.workers.jobs import RetentionReport, apply_retention
 
     monkeypatch.setenv("CENTRALA_ARCHIVE_CLOSED_AFTER_DAYS", "30")
     monkeypatch.setenv("CENTRALA_RAW_MAIL_RETENTION_DAYS", "60")
@@ -119,11 +119,16 @@ def test_the_retention_job_archives_tickets_and_deletes_raw_mail_in_batches(
             ]
             for ticket in session.scalars(select(Ticket)):
                 ticket.status, ticket.closed_at = TicketStatus.CLOSED, now - timedelta(days=31)
-        assert apply_retention() == {"archived_tickets": 3, "raw_mail_deleted": 3}
+        report = apply_retention()
+        assert (report.archived_tickets, report.raw_mail_deleted, report.finished) == (3, 3, True)
         with session_scope() as session:
             assert all(t.archived_at is not None for t in session.scalars(select(Ticket)))
             assert all(session.get(InboundEmail, r.id).raw_deleted_at is not None for r in rows)
-        assert apply_retention() == {"archived_tickets": 0, "raw_mail_deleted": 0}
+        assert apply_retention() == RetentionReport(0, 0, finished=True)
+        with session_scope() as session:
+            for ticket in session.scalars(select(Ticket)):
+                ticket.archived_at = None
+        assert apply_retention(max_seconds=0).finished is False
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
