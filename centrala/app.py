@@ -6,14 +6,15 @@ database nor Redis.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 import redis
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
@@ -34,12 +35,13 @@ from centrala.core.errors import (
     PermissionDeniedError,
     TemporaryFailure,
 )
-from centrala.core.queue import get_redis
+from centrala.core.queue import get_redis, read_queue_state
 from centrala.core.settings import Settings, get_settings
 from centrala.ingest import api as ingest_api
 from centrala.ingest import phone_api, twilio
 from centrala.ingest.ledger import LedgerQuarantine
 from centrala.ingest.twilio_spool import SpoolDrainer
+from centrala.metrics import CONTENT_TYPE, MetricsExporter, WebhookTiming
 from centrala.portal import views as portal_views
 from centrala.tickets import api as tickets_api
 from centrala.tickets import attachments, sla_api
@@ -93,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(console.SignInRequired, _to_sign_in)
     app.include_router(portal_views.router)
     app.add_middleware(portal_views.SecurityHeaders, hsts=app.state.settings.public_url_is_https)
+    app.state.metrics = MetricsExporter(app.state.settings.metrics_cache_seconds)
+    app.include_router(metrics_router)
+    app.add_middleware(WebhookTiming)
     return app
 
 
@@ -123,11 +128,18 @@ health_router = APIRouter(tags=["health"])
 
 
 class HealthRead(BaseModel):
-    """Whether the process and the services it needs answer; each part is ``ok`` or ``unavailable``."""
+    """Whether the process and the services it needs answer.
+
+    ``database`` and ``redis`` are ``ok`` or ``unavailable``; ``workers`` and ``scheduler`` are ``ok``,
+    ``none`` (nothing registered with a recent heartbeat) or ``unknown`` (Redis does not answer).
+    """
 
     status: str = Field(examples=["ok"])
     database: str = Field(examples=["ok"])
     redis: str = Field(examples=["ok"])
+    workers: str = Field(examples=["ok"])
+    worker_count: int | None = Field(default=None, examples=[2])
+    scheduler: str = Field(examples=["ok"])
 
 
 def get_health_redis(settings: SettingsDep) -> Iterator[redis.Redis | None]:
@@ -164,7 +176,7 @@ def database_answers(session: SessionDep) -> bool:
         return False
 
 
-def redis_answers(client: Annotated[redis.Redis | None, Depends(get_health_redis)]) -> bool:
+def redis_answers(client: redis.Redis | None) -> bool:
     """Whether Redis answers PING."""
     if client is None:
         return False
@@ -175,18 +187,67 @@ def redis_answers(client: Annotated[redis.Redis | None, Depends(get_health_redis
         return False
 
 
+HealthPart = Literal["workers", "scheduler"]
+
+
 @health_router.get("/healthz", responses={503: {"model": HealthRead, "description": "A dependency is down"}})
 def healthz(
     response: Response,
     database_ok: Annotated[bool, Depends(database_answers)],
-    redis_ok: Annotated[bool, Depends(redis_answers)],
+    redis_client: Annotated[redis.Redis | None, Depends(get_health_redis)],
+    require: Annotated[
+        list[HealthPart],
+        Query(description="Also answer 503 when these are down (a probe of the whole service)"),
+    ] = [],  # noqa: B006  (FastAPI copies the default)
 ) -> HealthRead:
-    """200 when the database and Redis both answer; 503 naming the part that does not."""
+    """200 when the database and Redis answer (and what ``require`` names runs); 503 naming what does not.
+
+    Workers and the scheduler are always reported; they make the answer 503 only when required, because a
+    web process whose workers are down still takes in mail and webhooks safely (the work waits in the database).
+    """
+    redis_ok = redis_answers(redis_client)
+    state = None
+    if redis_ok and redis_client is not None:
+        try:
+            state = read_queue_state(redis_client)
+        except (redis.RedisError, OSError) as error:
+            log.warning("health check: could not read the queue's state: %s", error)
+    workers = "unknown" if state is None else ("ok" if state.workers else "none")
+    scheduler = "unknown" if state is None else ("ok" if state.scheduler else "none")
+    needed = [database_ok, redis_ok]
+    needed += [workers == "ok"] if "workers" in require else []
+    needed += [scheduler == "ok"] if "scheduler" in require else []
     health = HealthRead(
-        status="ok" if database_ok and redis_ok else "unavailable",
+        status="ok" if all(needed) else "unavailable",
         database="ok" if database_ok else "unavailable",
         redis="ok" if redis_ok else "unavailable",
+        workers=workers,
+        worker_count=None if state is None else state.workers,
+        scheduler=scheduler,
     )
     if health.status != "ok":
         response.status_code = 503
     return health
+
+
+# --- Metrics ------------------------------------------------------------------------------------------------
+
+metrics_router = APIRouter(tags=["health"], include_in_schema=False)
+
+
+@metrics_router.get("/metrics")
+def metrics(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    redis_client: Annotated[redis.Redis | None, Depends(get_health_redis)],
+) -> Response:
+    """Prometheus metrics, for a scraper holding ``CENTRALA_METRICS_TOKEN``; off (404) while it is unset."""
+    if settings.metrics_token is None:
+        raise NotFoundError("metrics are off: set CENTRALA_METRICS_TOKEN to turn them on")
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    expected = settings.metrics_token.get_secret_value()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        raise AuthenticationError("send the metrics token as Authorization: Bearer <token>")
+    body = request.app.state.metrics.render(session=session, redis_client=redis_client)
+    return Response(body, media_type=CONTENT_TYPE)

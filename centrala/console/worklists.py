@@ -101,7 +101,8 @@ class TicketFilter:
 
 def filtered_tickets(*, session: Session, agent: Agent, filters: TicketFilter, limit: int = 200) -> list[WorkItem]:
     """Tickets the agent may work that match ``filters``, most recently updated first."""
-    conditions: list[object] = [workable_tickets(session=session, agent=agent)]
+    # Archived tickets (closed long ago, see tickets.retention) are out of the working set; search finds them.
+    conditions: list[object] = [Ticket.archived_at.is_(None), workable_tickets(session=session, agent=agent)]
     if filters.statuses:
         conditions.append(Ticket.status.in_(filters.statuses))
     if filters.priority:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class BlobStore:
@@ -45,6 +49,29 @@ class BlobStore:
 
     def exists(self, digest: str) -> bool:
         return self.path_for(digest).exists()
+
+    def delete(self, digest: str) -> bool:
+        """Remove the bytes stored under ``digest``; returns whether there were any."""
+        path = self.path_for(digest)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(path.parent)
+        return True
+
+    def digests(self) -> Iterator[str]:
+        """The digest of every stored blob, in no particular order (temporary files left out)."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.glob("??/??/*"):
+            name = path.name
+            if (
+                _DIGEST.fullmatch(name)
+                and path.parent.parent.name == name[:2]
+                and path.parent.name == name[2:4]
+            ):
+                yield name
 
 
 def _fsync_dir(path: Path) -> None:

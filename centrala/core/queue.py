@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from rq import Queue
+from rq import Queue, Worker
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -21,6 +22,11 @@ from centrala.core.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "centrala.pending_jobs"
+
+# Workers refresh their registration every WORKER_TTL_SECONDS / 3 or so (rq's heartbeat); one silent for longer
+# than this is taken for dead even while its key has not expired yet.
+WORKER_TTL_SECONDS = 30
+WORKER_SILENT_AFTER_SECONDS = 2 * WORKER_TTL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -120,3 +126,37 @@ def _send_pending_jobs(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending_jobs(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What Redis says about the work queue: jobs per registry, live workers, and whether a scheduler runs."""
+
+    # queued (waiting), started (running), scheduled (waiting for their time), deferred, failed.
+    jobs: dict[str, int]
+    workers: int
+    scheduler: bool
+
+
+def read_queue_state(connection: redis.Redis, *, now: datetime | None = None) -> QueueState:
+    """Read the queue's state without changing it (no registry clean-up); raises redis errors."""
+    queue = get_queue(connection)
+    jobs = {
+        "queued": queue.count,
+        "started": queue.started_job_registry.get_job_count(cleanup=False),
+        "scheduled": queue.scheduled_job_registry.get_job_count(cleanup=False),
+        "deferred": queue.deferred_job_registry.get_job_count(cleanup=False),
+        "failed": queue.failed_job_registry.get_job_count(cleanup=False),
+    }
+    # A worker's key expires when its heartbeat stops; the age check covers one frozen without exiting.
+    moment = now or datetime.now(UTC)
+    live = [
+        worker
+        for worker in Worker.all(queue=queue, serializer=JSONSerializer)
+        if worker.last_heartbeat is not None
+        and (moment - worker.last_heartbeat).total_seconds() <= WORKER_SILENT_AFTER_SECONDS
+    ]
+    # The scheduler holds a lock per queue that it refreshes every round and that expires a minute after its
+    # last refresh (rq.scheduler), so the lock is there exactly while a scheduler runs.
+    scheduler = bool(connection.exists(RQScheduler.get_locking_key(queue.name)))
+    return QueueState(jobs=jobs, workers=len(live), scheduler=scheduler)

@@ -261,6 +261,18 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # GET /metrics (Prometheus) answers only requests with "Authorization: Bearer <this token>"; unset, it is
+    # off (404). Counts read from the database and Redis are kept this many seconds between scrapes.
+    metrics_token: SecretStr | None = None
+    metrics_cache_seconds: float = Field(default=10.0, ge=0)
+
+    # Retention. Closed tickets are archived (kept, left out of work lists) this many days after they closed;
+    # the raw bytes of processed inbound e-mail are deleted this many days after they arrived (the parsed
+    # interaction and the ledger row stay; quarantined and unprocessed mail is never deleted). None: never.
+    archive_closed_after_days: int | None = Field(default=180, ge=1)
+    raw_mail_retention_days: int | None = Field(default=None, ge=1)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+
     # Outbound mail goes to this relay (smtp://user:pass@host:587?starttls=1, or smtps://... for TLS from the
     # start; user and password percent-encoded); unset, it is written to the Maildir var/outbox/.
     smtp_relay_url: str | None = None

@@ -14,9 +14,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
+from centrala.core.errors import NotFoundError
 from centrala.core.queue import enqueue_after_commit
 from centrala.core.settings import Settings
 from centrala.ingest.models import InboundEmail, InboundStatus
+from centrala.tickets.models import Attachment
+from centrala.tickets.phone_models import Call
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +89,18 @@ def record_inbound_email(
 
 
 def load_raw(*, row: InboundEmail, blobs: BlobStore) -> bytes:
-    """The raw bytes of a ledger row, wherever they are kept."""
+    """The raw bytes of a ledger row, wherever they are kept.
+
+    Raises:
+        NotFoundError: the retention sweep deleted them.
+    """
     if row.raw is not None:
         return row.raw
+    if row.raw_deleted_at is not None:
+        raise NotFoundError(
+            f"the raw bytes of inbound e-mail {row.id} were deleted on {row.raw_deleted_at:%Y-%m-%d} "
+            "after the retention period (CENTRALA_RAW_MAIL_RETENTION_DAYS)"
+        )
     if row.blob_sha256 is None:
         raise ValueError(f"inbound email {row.id} has neither inline bytes nor a blob")
     return blobs.get(row.blob_sha256)
@@ -148,3 +160,62 @@ class LedgerQuarantine:
             return False
         replay_quarantined(session=session, inbound_id=inbound_id)
         return True
+
+
+RAW_PURGE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class PurgedRawMail:
+    """How many rows lost their raw bytes, and the blobs no row refers to any more."""
+
+    count: int
+    unused_blobs: list[str]
+
+
+def purge_raw_mail(
+    *, session: Session, now: datetime, older_than: timedelta, limit: int = RAW_PURGE_BATCH
+) -> PurgedRawMail:
+    """Delete the raw bytes of processed messages received more than ``older_than`` ago (at most ``limit``).
+
+    The ledger row (sha256, envelope, status) and the interaction parsed from the message stay; quarantined
+    and unprocessed messages keep their bytes, since they may still be replayed. Returns the digests of blobs
+    that no longer belong to any row: the caller deletes those files once the transaction has committed, so
+    that a rollback never leaves a row pointing at a deleted file.
+    """
+    rows = list(
+        session.execute(
+            select(InboundEmail.id, InboundEmail.blob_sha256)
+            .where(
+                InboundEmail.status == InboundStatus.PROCESSED,
+                InboundEmail.raw_deleted_at.is_(None),
+                InboundEmail.received_at < now - older_than,
+            )
+            .order_by(InboundEmail.id)
+            .limit(limit)
+        )
+    )
+    if not rows:
+        return PurgedRawMail(0, [])
+    session.execute(
+        update(InboundEmail)
+        .where(InboundEmail.id.in_([row.id for row in rows]), InboundEmail.status == InboundStatus.PROCESSED)
+        .values(raw=None, blob_sha256=None, raw_deleted_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    session.flush()
+    digests = {row.blob_sha256 for row in rows if row.blob_sha256 is not None}
+    log.info("deleted the raw bytes of %d processed inbound e-mail(s)", len(rows))
+    return PurgedRawMail(len(rows), sorted(digests - _blobs_still_used(session=session, digests=digests)))
+
+
+def _blobs_still_used(*, session: Session, digests: set[str]) -> set[str]:
+    """Those of ``digests`` another row still refers to (an attachment or recording with the same bytes)."""
+    if not digests:
+        return set()
+    used = set(session.scalars(select(Attachment.sha256).where(Attachment.sha256.in_(digests))))
+    used |= set(session.scalars(select(Call.recording_sha256).where(Call.recording_sha256.in_(digests))))
+    used |= set(
+        session.scalars(select(InboundEmail.blob_sha256).where(InboundEmail.blob_sha256.in_(digests)))
+    )
+    return used

@@ -41,6 +41,8 @@ class InboundEmail(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when the retention sweep deleted the raw bytes (``raw`` and the blob) of this processed message.
+    raw_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     message_id: Mapped[str | None] = mapped_column(String(998))
     interaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("interaction.id", ondelete="SET NULL"), index=True

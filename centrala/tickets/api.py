@@ -103,6 +103,9 @@ def list_tickets(
     agent: CurrentAgentDep,
     status: Annotated[list[TicketStatus] | None, Query(description="Only tickets in these states")] = None,
     contact_id: Annotated[int | None, Query(ge=1, le=queries.MAX_ID)] = None,
+    include_archived: Annotated[
+        bool, Query(description="Also tickets archived after being closed long ago (left out by default)")
+    ] = False,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> list[TicketRead]:
@@ -111,6 +114,7 @@ def list_tickets(
         session=session,
         statuses=status or (),
         contact_id=contact_id,
+        include_archived=include_archived,
         limit=limit,
         offset=offset,
         only=workable_tickets(session=session, agent=agent),

@@ -380,6 +380,9 @@ class Ticket(Base):
     custom_fields: Mapped[dict[str, object]] = mapped_column(JSON, default=dict, server_default="{}")
     # Set when an agent merged this ticket into another: its timeline moved there and it was closed.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
+    # Set by the retention sweep on a ticket closed long ago: kept and found by search, left out of work lists.
+    # Cleared when the ticket is reopened.
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     contact: Mapped[Contact] = relationship()
     assignee: Mapped[Agent | None] = relationship()

@@ -756,6 +756,7 @@ def _after_final_failure(
     ticket.status = TicketStatus.OPEN
     ticket.resolved_at = None
     ticket.closed_at = None
+    ticket.archived_at = None
     ticket.updated_at = max(ticket.updated_at, now)
     # Reopened: clocks paused while we waited on the customer run again.
     sync_clocks_with_status(session=session, ticket=ticket, now=now)

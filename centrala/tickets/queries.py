@@ -39,12 +39,13 @@ def list_tickets(
     session: Session,
     statuses: Sequence[TicketStatus] = (),
     contact_id: int | None = None,
+    include_archived: bool = False,
     limit: int = 50,
     offset: int = 0,
     only: ColumnElement[bool] | None = None,
 ) -> list[TicketListItem]:
     """Tickets most recently updated first, optionally only those in ``statuses``, of one contact, or matching
-    ``only`` (e.g. the tickets an agent may work)."""
+    ``only`` (e.g. the tickets an agent may work); archived tickets only with ``include_archived``."""
     interaction_count = (
         select(func.count(Interaction.id))
         .where(Interaction.ticket_id == Ticket.id)
@@ -64,6 +65,8 @@ def list_tickets(
         statement = statement.where(Ticket.contact_id == contact_id)
     if only is not None:
         statement = statement.where(only)
+    if not include_archived:
+        statement = statement.where(Ticket.archived_at.is_(None))
     return [TicketListItem(ticket, count) for ticket, count in session.execute(statement)]
 
 

@@ -104,6 +104,7 @@ class TicketRead(BaseModel):
     updated_at: datetime
     resolved_at: datetime | None
     closed_at: datetime | None
+    archived_at: datetime | None = None
     interaction_count: int
 
     @classmethod
@@ -199,6 +200,7 @@ def _ticket_fields(ticket: Ticket) -> dict[str, object]:
         "updated_at": ticket.updated_at,
         "resolved_at": ticket.resolved_at,
         "closed_at": ticket.closed_at,
+        "archived_at": ticket.archived_at,
     }
 
 

@@ -27,6 +27,9 @@ def change_ticket_status(
     if old is status:
         return False
     ticket.status = status
+    if status is not TicketStatus.CLOSED:
+        # Archived is a kind of closed: a ticket that moves on is back in the working set.
+        ticket.archived_at = None
     if status is TicketStatus.RESOLVED:
         ticket.resolved_at = now
         ticket.closed_at = None

@@ -180,6 +180,7 @@ def note_customer_activity(*, ticket: Ticket, now: datetime) -> None:
         ticket.status = TicketStatus.OPEN
         ticket.resolved_at = None
         ticket.closed_at = None
+        ticket.archived_at = None
     ticket.updated_at = max(ticket.updated_at, now)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -20,7 +22,7 @@ from centrala.ingest.calls import (
     requeue_stale_call_events,
 )
 from centrala.ingest.calls import process_call_event as process_call_event_service
-from centrala.ingest.ledger import requeue_stale_emails
+from centrala.ingest.ledger import purge_raw_mail, requeue_stale_emails
 from centrala.ingest.process import lock_inbound_email, quarantine
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
 from centrala.mail.send import transport_from_settings
@@ -29,6 +31,7 @@ from centrala.telephony.client import TwilioClient, make_twilio_client
 from centrala.tickets.outbox import claim_outbound_email, find_due_outbound, record_delivery_attempt
 from centrala.tickets.phone import attach_recording
 from centrala.tickets.phone_models import Call
+from centrala.tickets.retention import archive_closed_tickets
 from centrala.tickets.sla_clocks import check_clock, find_due_clocks
 
 log = logging.getLogger(__name__)
@@ -305,3 +308,55 @@ def send_portal_sign_in_link(address: str, next_path: str | None) -> dict[str, o
             session=session, address=address, next_path=next_path, now=clock.now(), settings=get_settings()
         )
         return {"issued": token is not None}
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """What one retention run did, and whether it got through everything due (it stops at its time budget)."""
+
+    archived_tickets: int
+    raw_mail_deleted: int
+    finished: bool
+
+
+def apply_retention(*, max_seconds: float | None = None) -> RetentionReport:
+    """Archive closed tickets past the archive age and delete raw mail past the retention period, a batch at a
+    time until none is left or ``max_seconds`` have passed (the rest waits for the next run)."""
+    settings = get_settings()
+    blobs = BlobStore(settings.blob_dir)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    archived = purged = 0
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    if settings.archive_closed_after_days is not None:
+        while not out_of_time():
+            with session_scope() as session:
+                count = archive_closed_tickets(
+                    session=session,
+                    now=clock.now(),
+                    older_than=timedelta(days=settings.archive_closed_after_days),
+                )
+            archived += count
+            if count == 0:
+                break
+        else:
+            return RetentionReport(archived, purged, finished=False)
+    if settings.raw_mail_retention_days is not None:
+        while not out_of_time():
+            with session_scope() as session:
+                purged_now = purge_raw_mail(
+                    session=session,
+                    now=clock.now(),
+                    older_than=timedelta(days=settings.raw_mail_retention_days),
+                )
+            # Only after the commit: a rolled-back purge must find its blobs still there.
+            for digest in purged_now.unused_blobs:
+                blobs.delete(digest)
+            purged += purged_now.count
+            if purged_now.count == 0:
+                break
+        else:
+            return RetentionReport(archived, purged, finished=False)
+    return RetentionReport(archived, purged, finished=True)

@@ -11,11 +11,21 @@ from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from centrala.core.queue import get_queue, get_redis
+from centrala.core.queue import WORKER_TTL_SECONDS, get_queue, get_redis
 from centrala.core.settings import Settings
-from centrala.workers.jobs import sweep_call_events, sweep_due_outbound, sweep_sla_clocks, sweep_stale_emails
+from centrala.workers.jobs import (
+    apply_retention,
+    sweep_call_events,
+    sweep_due_outbound,
+    sweep_sla_clocks,
+    sweep_stale_emails,
+)
 
 log = logging.getLogger(__name__)
+
+# A round of retention stops after this long, so that a first run on a large installation does not hold up
+# the scheduled jobs this loop moves; the rest follows a sweep interval later.
+RETENTION_BUDGET_SECONDS = 2.0
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
@@ -23,7 +33,10 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     idempotent, and a worker that dies mid-job only delays that job until rq or the sweeper hands it out again."""
     connection = get_redis()
     worker = SimpleWorker(
-        [get_queue(connection)], connection=connection, serializer=JSONSerializer, worker_ttl=30
+        [get_queue(connection)],
+        connection=connection,
+        serializer=JSONSerializer,
+        worker_ttl=WORKER_TTL_SECONDS,
     )
     # rq logs three lines per job at INFO; ours says what happened to which message, so keep rq's to warnings.
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
@@ -56,6 +69,7 @@ def _run_sweeps(settings: Settings, stop: threading.Event, rq_scheduler: RQSched
     # interval.
     tick = min(settings.sweep_interval_seconds, 0.25)
     last_sweep: float | None = None
+    next_retention = time.monotonic()
     while not stop.is_set():
         try:
             rq_scheduler.acquire_locks()
@@ -66,7 +80,26 @@ def _run_sweeps(settings: Settings, stop: threading.Event, rq_scheduler: RQSched
         if last_sweep is None or time.monotonic() - last_sweep >= settings.sweep_interval_seconds:
             last_sweep = time.monotonic()
             _sweep_once()
+        if time.monotonic() >= next_retention:
+            next_retention = time.monotonic() + _retain(settings)
         stop.wait(tick)
+
+
+def _retain(settings: Settings) -> float:
+    """One round of retention, here in the scheduler but within a time budget, so that scheduled jobs keep
+    moving; returns how long until the next round (soon while a backlog remains)."""
+    try:
+        report = apply_retention(max_seconds=RETENTION_BUDGET_SECONDS)
+    except Exception:
+        log.exception("retention failed; trying again next round")
+        return settings.sweep_interval_seconds
+    if report.archived_tickets or report.raw_mail_deleted:
+        log.info(
+            "retention: archived %d ticket(s), deleted the raw bytes of %d e-mail(s)",
+            report.archived_tickets,
+            report.raw_mail_deleted,
+        )
+    return settings.retention_interval_seconds if report.finished else settings.sweep_interval_seconds
 
 
 def _sweep_once() -> None:
