@@ -21,12 +21,13 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from centrala.core.embedded import embedded_redis_url
-from centrala.core.queue import get_redis
+from centrala.core.queue import AFTER_COMMIT_LISTS, get_redis
 from centrala.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "centrala.pending_live_events"
+AFTER_COMMIT_LISTS.append(_PENDING_KEY)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
+from centrala.core.db import is_postgresql
 from centrala.core.errors import MessageRejected, RepMailRejected
+from centrala.core.queue import savepoint
 from centrala.core.settings import Settings
 from centrala.ingest.ledger import SENT_FOLDER_SOURCE, load_raw
 from centrala.ingest.models import InboundEmail, InboundStatus
@@ -83,6 +86,97 @@ def process_inbound_email(
     row = lock_inbound_email(session=session, inbound_id=inbound_id)
     if row is None or row.status != InboundStatus.RECEIVED:
         return ProcessOutcome(inbound_id, row.status if row else InboundStatus.PROCESSED, reason="not pending")
+    return _process_row(session=session, row=row, now=now, blobs=blobs, settings=settings)
+
+
+def claim_pending_emails(*, session: Session, limit: int) -> list[InboundEmail]:
+    """Up to ``limit`` of the oldest raw rows still to process, locked for this transaction.
+
+    On PostgreSQL the rows are taken FOR UPDATE SKIP LOCKED: concurrent drains (several workers, several
+    hosts) take disjoint rows and pass over a row another transaction holds instead of waiting for it, and a
+    drain that dies releases its rows with its connection. SQLite has a single writer: the transaction's
+    BEGIN IMMEDIATE is the lock, so two drains there take turns.
+    """
+    statement = (
+        select(InboundEmail)
+        .where(InboundEmail.status == InboundStatus.RECEIVED)
+        .order_by(InboundEmail.received_at, InboundEmail.id)
+        .limit(limit)
+    )
+    if is_postgresql(session):
+        statement = statement.with_for_update(skip_locked=True)
+    return list(session.scalars(statement))
+
+
+def process_pending_emails(
+    *, session: Session, now: datetime, blobs: BlobStore, settings: Settings, limit: int
+) -> list[ProcessOutcome]:
+    """Claim up to ``limit`` pending raw rows and process each in a savepoint of the caller's transaction.
+
+    One commit for the whole batch; a message that fails is quarantined without costing the others. A
+    database error other than a conflict with a concurrent writer is raised: the caller rolls the batch back
+    and its rows stay pending for the next drain.
+    """
+    return [
+        process_claimed_email(session=session, row=row, now=now, blobs=blobs, settings=settings)
+        for row in claim_pending_emails(session=session, limit=limit)
+    ]
+
+
+def stamp_processed(*, session: Session, outcomes: Sequence[ProcessOutcome], now: datetime) -> None:
+    """Set ``processed_at`` of the batch's finished rows to ``now``, the moment just before its commit."""
+    done = [outcome.inbound_id for outcome in outcomes if outcome.status != InboundStatus.RECEIVED]
+    if done:
+        session.execute(update(InboundEmail).where(InboundEmail.id.in_(done)).values(processed_at=now))
+
+
+def process_claimed_email(
+    *, session: Session, row: InboundEmail, now: datetime, blobs: BlobStore, settings: Settings
+) -> ProcessOutcome:
+    """Process one locked, pending row in a savepoint: its outcome, or the row left pending or quarantined.
+
+    A unique key taken by a concurrent transaction a moment ago (the same new contact, the same Message-ID)
+    gets one more try, which finds what the other wrote; a row that still conflicts, or whose locks another
+    transaction holds (PostgreSQL: lock timeout, deadlock), is left pending for a later drain. Any other error
+    is a message our code cannot handle yet: quarantined with the error's name, to be replayed after a fix.
+    """
+    for attempt in (1, 2):
+        try:
+            with savepoint(session):
+                return _process_row(session=session, row=row, now=now, blobs=blobs, settings=settings)
+        except IntegrityError:
+            if attempt == 1:
+                log.info("inbound %s raced another writer, trying again", row.id)
+                continue
+            return _leave_pending(row=row, reason="conflicting writer")
+        except OperationalError as error:
+            if not is_lock_conflict(error):
+                raise
+            return _leave_pending(row=row, reason="locked by another writer")
+        except DBAPIError:
+            raise
+        except Exception as error:
+            log.exception("inbound %s could not be processed", row.id)
+            with savepoint(session):
+                row.attempts += 1
+                return quarantine(row=row, reason=f"processing failed: {type(error).__name__}", now=now)
+    raise AssertionError("unreachable")
+
+
+def is_lock_conflict(error: OperationalError) -> bool:
+    """Whether PostgreSQL refused a statement because of another transaction's locks (SQLSTATE 55P03
+    lock_not_available, 40P01 deadlock_detected): the timing, not the message, was the problem."""
+    return getattr(error.orig, "sqlstate", None) in ("55P03", "40P01")
+
+
+def _leave_pending(*, row: InboundEmail, reason: str) -> ProcessOutcome:
+    log.info("inbound %s left for a later pass: %s", row.id, reason)
+    return ProcessOutcome(row.id, InboundStatus.RECEIVED, reason=reason)
+
+
+def _process_row(
+    *, session: Session, row: InboundEmail, now: datetime, blobs: BlobStore, settings: Settings
+) -> ProcessOutcome:
     row.attempts += 1
     raw = load_raw(row=row, blobs=blobs)
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -11,7 +13,7 @@ from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters, session_scope
 from centrala.core.errors import DeliveryError, InvalidInputError, TemporaryFailure, TransientDeliveryError
-from centrala.core.queue import enqueue_after_commit
+from centrala.core.queue import PendingJob, enqueue_after_commit, enqueue_now, release_coalesced
 from centrala.core.settings import get_settings
 from centrala.ingest.calls import (
     find_unfinished_calls,
@@ -20,8 +22,9 @@ from centrala.ingest.calls import (
     requeue_stale_call_events,
 )
 from centrala.ingest.calls import process_call_event as process_call_event_service
-from centrala.ingest.ledger import requeue_stale_emails
-from centrala.ingest.process import lock_inbound_email, quarantine
+from centrala.ingest.ledger import DRAIN_EMAILS_JOB, DRAIN_EMAILS_KEY, requeue_stale_emails
+from centrala.ingest.models import InboundStatus
+from centrala.ingest.process import lock_inbound_email, process_pending_emails, quarantine, stamp_processed
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
 from centrala.mail.send import transport_from_settings
 from centrala.portal.auth import issue_sign_in_link
@@ -67,6 +70,46 @@ def process_inbound_email(inbound_id: int) -> dict[str, object]:
         finally:
             session.close()
     raise AssertionError("unreachable")
+
+
+def drain_inbound_emails() -> dict[str, int]:
+    """Process pending raw inbound e-mails in batches, one transaction each, until none is left.
+
+    Safe to run any number of times, on any number of workers at once (on PostgreSQL each batch takes its rows
+    FOR UPDATE SKIP LOCKED). A database error is raised with the batch rolled back; its rows stay pending for
+    the next drain, which the next commit of a new row or the sweeper queues. After ``ingest_drain_seconds``
+    the job queues a fresh drain and returns, so that the jobs waiting behind it (sends, SLA checks) run.
+    """
+    release_coalesced(DRAIN_EMAILS_KEY)
+    settings = get_settings()
+    blobs = BlobStore(settings.blob_dir)
+    deadline = time.monotonic() + settings.ingest_drain_seconds
+    counts: collections.Counter[str] = collections.Counter()
+    while True:
+        session = get_sessionmaker()()
+        try:
+            outcomes = process_pending_emails(
+                session=session, now=clock.now(), blobs=blobs, settings=settings, limit=settings.ingest_batch_size
+            )
+            # processed_at says when the message was done: the batch's end, not its start.
+            stamp_processed(session=session, outcomes=outcomes, now=clock.now())
+            session.commit()
+        except DBAPIError as error:
+            session.rollback()
+            hide_sql_parameters(error)  # rq logs the error it retries; the parameters hold the message
+            raise
+        finally:
+            session.close()
+        counts.update(outcome.status.value for outcome in outcomes)
+        progressed = any(outcome.status != InboundStatus.RECEIVED for outcome in outcomes)
+        if len(outcomes) < settings.ingest_batch_size or not progressed:
+            break
+        if time.monotonic() >= deadline:
+            enqueue_now([PendingJob(DRAIN_EMAILS_JOB)])
+            break
+    if counts:
+        log.info("drained inbound e-mail: %s", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    return dict(counts)
 
 
 def _quarantine_after_error(inbound_id: int, error: Exception) -> dict[str, object]:
