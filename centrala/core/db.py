@@ -20,6 +20,7 @@ from centrala.core.settings import Settings, get_settings
 
 # Execution option marking a connection whose transactions only read.
 READ_ONLY_OPTION = "centrala_read_only"
+_BATCH_CACHE_KEY = "centrala.batch_cache"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -143,6 +144,26 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
     finally:
         session.close()
+
+
+@contextmanager
+def batch_cache_scope(session: Session) -> Iterator[dict[Any, Any]]:
+    """Within the block, lookups that a batch repeats for every item (the agents of a queue, the SLA policy for
+    a kind of ticket) are remembered in ``session``, by their callers, through ``batch_cache``.
+
+    Only for a batch that reads these and does not change them; the cache ends with the block.
+    """
+    cache: dict[Any, Any] = {}
+    session.info[_BATCH_CACHE_KEY] = cache
+    try:
+        yield cache
+    finally:
+        session.info.pop(_BATCH_CACHE_KEY, None)
+
+
+def batch_cache(session: Session) -> dict[Any, Any] | None:
+    """The cache of the ``batch_cache_scope`` that ``session`` is in, else None (look it up every time)."""
+    return session.info.get(_BATCH_CACHE_KEY)
 
 
 def is_postgresql(session_or_engine: Session | Engine) -> bool:

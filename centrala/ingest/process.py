@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
-from centrala.core.db import is_postgresql
+from centrala.core.db import batch_cache_scope, is_postgresql
 from centrala.core.errors import MessageRejected, RepMailRejected
 from centrala.core.queue import savepoint
 from centrala.core.settings import Settings
@@ -89,13 +89,72 @@ def process_inbound_email(
     return _process_row(session=session, row=row, now=now, blobs=blobs, settings=settings)
 
 
-def claim_pending_emails(*, session: Session, limit: int) -> list[InboundEmail]:
+@dataclass(frozen=True)
+class ParsedRow:
+    """A raw row parsed ahead of its transaction: the message, or why it cannot become an interaction."""
+
+    sha256: str
+    parsed: ParsedEmail | None = None
+    rejection: str | None = None
+
+
+def reserve_pending_emails(*, session: Session, limit: int, now: datetime, hold: timedelta) -> list[int]:
+    """Take up to ``limit`` of the oldest pending rows for one drain until ``now + hold``; their ids.
+
+    The reservation (``queued_at`` moved ahead to ``now + hold``) lets the drain parse the messages before
+    its write transaction, so that concurrent drains pass these rows over and parse others, and SQLite's
+    single write lock is not held while Python parses. It is only a hint: the write transaction takes the
+    rows again under lock and checks that they are still pending. A drain that dies leaves its rows for the
+    next one once ``hold`` is over (the sweeper queues that drain). Commit it before parsing.
+    """
+    pending = (
+        select(InboundEmail.id)
+        .where(InboundEmail.status == InboundStatus.RECEIVED, InboundEmail.queued_at <= now)
+        .order_by(InboundEmail.received_at, InboundEmail.id)
+        .limit(limit)
+    )
+    if is_postgresql(session):
+        pending = pending.with_for_update(skip_locked=True)
+    statement = (
+        update(InboundEmail)
+        .where(InboundEmail.id.in_(pending.scalar_subquery()))
+        .values(queued_at=now + hold)
+        .returning(InboundEmail.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(statement))
+
+
+def parse_reserved_emails(*, session: Session, ids: Sequence[int], blobs: BlobStore) -> dict[int, ParsedRow]:
+    """Parse the rows ``ids`` outside any write transaction; a message the parser refuses carries its reason.
+
+    A row that another drain finished meanwhile is left out; so is one whose parsing failed in an unforeseen
+    way: its transaction parses it again, and quarantines it if it fails there too.
+    """
+    parsed: dict[int, ParsedRow] = {}
+    rows = session.scalars(
+        select(InboundEmail).where(InboundEmail.id.in_(ids), InboundEmail.status == InboundStatus.RECEIVED)
+    )
+    for row in rows:
+        try:
+            message = parse_email(load_raw(row=row, blobs=blobs), mail_from=envelope_sender(row))
+        except MessageRejected as rejection:
+            parsed[row.id] = ParsedRow(row.sha256, rejection=str(rejection))
+        except Exception:  # noqa: BLE001 - handled where it is quarantined: in the row's own transaction
+            log.info("inbound %s: parsing ahead failed, left to its transaction", row.id)
+        else:
+            parsed[row.id] = ParsedRow(row.sha256, parsed=message)
+    return parsed
+
+
+def claim_pending_emails(*, session: Session, limit: int, ids: Sequence[int] | None = None) -> list[InboundEmail]:
     """Up to ``limit`` of the oldest raw rows still to process, locked for this transaction.
 
     On PostgreSQL the rows are taken FOR UPDATE SKIP LOCKED: concurrent drains (several workers, several
     hosts) take disjoint rows and pass over a row another transaction holds instead of waiting for it, and a
     drain that dies releases its rows with its connection. SQLite has a single writer: the transaction's
-    BEGIN IMMEDIATE is the lock, so two drains there take turns.
+    BEGIN IMMEDIATE is the lock, so two drains there take turns. With ``ids``, only those rows (a drain's
+    reservation).
     """
     statement = (
         select(InboundEmail)
@@ -103,24 +162,39 @@ def claim_pending_emails(*, session: Session, limit: int) -> list[InboundEmail]:
         .order_by(InboundEmail.received_at, InboundEmail.id)
         .limit(limit)
     )
+    if ids is not None:
+        statement = statement.where(InboundEmail.id.in_(ids))
     if is_postgresql(session):
         statement = statement.with_for_update(skip_locked=True)
     return list(session.scalars(statement))
 
 
 def process_pending_emails(
-    *, session: Session, now: datetime, blobs: BlobStore, settings: Settings, limit: int
+    *,
+    session: Session,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+    limit: int,
+    ids: Sequence[int] | None = None,
+    parsed: Mapping[int, ParsedRow] | None = None,
 ) -> list[ProcessOutcome]:
     """Claim up to ``limit`` pending raw rows and process each in a savepoint of the caller's transaction.
 
-    One commit for the whole batch; a message that fails is quarantined without costing the others. A
-    database error other than a conflict with a concurrent writer is raised: the caller rolls the batch back
-    and its rows stay pending for the next drain.
+    With ``ids`` (a drain's reservation) only those rows are claimed; the messages in ``parsed`` (from
+    ``parse_reserved_emails``) are not parsed again. One commit for the whole batch; a message that fails is quarantined without costing the
+    others. A database error other than a conflict with a concurrent writer is raised: the caller rolls the
+    batch back and its rows stay pending for the next drain.
     """
-    return [
-        process_claimed_email(session=session, row=row, now=now, blobs=blobs, settings=settings)
-        for row in claim_pending_emails(session=session, limit=limit)
-    ]
+    rows = claim_pending_emails(session=session, limit=limit, ids=ids)
+    parsed = parsed or {}
+    with batch_cache_scope(session):
+        return [
+            process_claimed_email(
+                session=session, row=row, now=now, blobs=blobs, settings=settings, parsed=parsed.get(row.id)
+            )
+            for row in rows
+        ]
 
 
 def stamp_processed(*, session: Session, outcomes: Sequence[ProcessOutcome], now: datetime) -> None:
@@ -131,7 +205,13 @@ def stamp_processed(*, session: Session, outcomes: Sequence[ProcessOutcome], now
 
 
 def process_claimed_email(
-    *, session: Session, row: InboundEmail, now: datetime, blobs: BlobStore, settings: Settings
+    *,
+    session: Session,
+    row: InboundEmail,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+    parsed: ParsedRow | None = None,
 ) -> ProcessOutcome:
     """Process one locked, pending row in a savepoint: its outcome, or the row left pending or quarantined.
 
@@ -143,7 +223,9 @@ def process_claimed_email(
     for attempt in (1, 2):
         try:
             with savepoint(session):
-                return _process_row(session=session, row=row, now=now, blobs=blobs, settings=settings)
+                return _process_row(
+                    session=session, row=row, now=now, blobs=blobs, settings=settings, parsed=parsed
+                )
         except IntegrityError:
             if attempt == 1:
                 log.info("inbound %s raced another writer, trying again", row.id)
@@ -175,14 +257,36 @@ def _leave_pending(*, row: InboundEmail, reason: str) -> ProcessOutcome:
 
 
 def _process_row(
-    *, session: Session, row: InboundEmail, now: datetime, blobs: BlobStore, settings: Settings
+    *,
+    session: Session,
+    row: InboundEmail,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+    parsed: ParsedRow | None = None,
 ) -> ProcessOutcome:
     row.attempts += 1
-    raw = load_raw(row=row, blobs=blobs)
-    try:
-        parsed = parse_email(raw, mail_from=envelope_sender(row))
-    except MessageRejected as rejection:
-        return quarantine(row=row, reason=str(rejection), now=now)
+    if parsed is None or parsed.sha256 != row.sha256:
+        try:
+            parsed = ParsedRow(
+                row.sha256, parse_email(load_raw(row=row, blobs=blobs), mail_from=envelope_sender(row))
+            )
+        except MessageRejected as rejection:
+            parsed = ParsedRow(row.sha256, rejection=str(rejection))
+    if parsed.parsed is None:
+        return quarantine(row=row, reason=parsed.rejection or "unreadable", now=now)
+    return _record_parsed(session=session, row=row, parsed=parsed.parsed, now=now, blobs=blobs, settings=settings)
+
+
+def _record_parsed(
+    *,
+    session: Session,
+    row: InboundEmail,
+    parsed: ParsedEmail,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+) -> ProcessOutcome:
     external_id = parsed.message_id or f"sha256:{row.sha256}"
     row.message_id = external_id
 

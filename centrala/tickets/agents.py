@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from centrala.core.db import batch_cache
 from centrala.core.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from centrala.tickets.contacts import MAX_NAME_LENGTH, normalise_email
 from centrala.tickets.models import Agent, AgentQueue, AgentRole
@@ -103,12 +104,22 @@ def queue_ids_of(*, session: Session, agent: Agent) -> list[int] | None:
 def agents_working_queue(*, session: Session, queue_id: int | None) -> list[int]:
     """The active agents who see the queue's tickets: its members and every supervisor and admin; for no queue,
     every active agent."""
+    cache = batch_cache(session)
+    key = ("agents_working_queue", queue_id)
+    if cache is not None and key in cache:
+        return list(cache[key])
     active = select(Agent.id).where(Agent.is_active.is_(True))
     if queue_id is None:
-        return list(session.scalars(active))
-    members = select(AgentQueue.agent_id).where(AgentQueue.queue_id == queue_id)
-    return list(
-        session.scalars(
-            active.where(or_(Agent.id.in_(members), Agent.role.in_((AgentRole.SUPERVISOR, AgentRole.ADMIN))))
+        agent_ids = list(session.scalars(active))
+    else:
+        members = select(AgentQueue.agent_id).where(AgentQueue.queue_id == queue_id)
+        agent_ids = list(
+            session.scalars(
+                active.where(
+                    or_(Agent.id.in_(members), Agent.role.in_((AgentRole.SUPERVISOR, AgentRole.ADMIN)))
+                )
+            )
         )
-    )
+    if cache is not None:
+        cache[key] = tuple(agent_ids)
+    return agent_ids

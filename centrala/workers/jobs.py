@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
-from centrala.core.db import get_sessionmaker, hide_sql_parameters, session_scope
+from centrala.core.db import get_read_sessionmaker, get_sessionmaker, hide_sql_parameters, session_scope
 from centrala.core.errors import DeliveryError, InvalidInputError, TemporaryFailure, TransientDeliveryError
 from centrala.core.queue import PendingJob, enqueue_after_commit, enqueue_now, release_coalesced
 from centrala.core.settings import get_settings
@@ -23,8 +23,14 @@ from centrala.ingest.calls import (
 )
 from centrala.ingest.calls import process_call_event as process_call_event_service
 from centrala.ingest.ledger import DRAIN_EMAILS_JOB, DRAIN_EMAILS_KEY, requeue_stale_emails
-from centrala.ingest.models import InboundStatus
-from centrala.ingest.process import lock_inbound_email, process_pending_emails, quarantine, stamp_processed
+from centrala.ingest.process import (
+    lock_inbound_email,
+    parse_reserved_emails,
+    process_pending_emails,
+    quarantine,
+    reserve_pending_emails,
+    stamp_processed,
+)
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
 from centrala.mail.send import transport_from_settings
 from centrala.portal.auth import issue_sign_in_link
@@ -85,11 +91,24 @@ def drain_inbound_emails() -> dict[str, int]:
     blobs = BlobStore(settings.blob_dir)
     deadline = time.monotonic() + settings.ingest_drain_seconds
     counts: collections.Counter[str] = collections.Counter()
+    hold = timedelta(seconds=settings.sweep_after_seconds)
     while True:
+        with session_scope() as session:
+            ids = reserve_pending_emails(
+                session=session, limit=settings.ingest_batch_size, now=clock.now(), hold=hold
+            )
+        if not ids:
+            break
+        # Parsed before the write transaction: the CPU-heavy part holds no lock (on SQLite: the only writer's).
+        read_session = get_read_sessionmaker()()
+        try:
+            parsed = parse_reserved_emails(session=read_session, ids=ids, blobs=blobs)
+        finally:
+            read_session.close()
         session = get_sessionmaker()()
         try:
             outcomes = process_pending_emails(
-                session=session, now=clock.now(), blobs=blobs, settings=settings, limit=settings.ingest_batch_size
+                session=session, now=clock.now(), blobs=blobs, settings=settings, limit=len(ids), ids=ids, parsed=parsed
             )
             # processed_at says when the message was done: the batch's end, not its start.
             stamp_processed(session=session, outcomes=outcomes, now=clock.now())
@@ -101,8 +120,7 @@ def drain_inbound_emails() -> dict[str, int]:
         finally:
             session.close()
         counts.update(outcome.status.value for outcome in outcomes)
-        progressed = any(outcome.status != InboundStatus.RECEIVED for outcome in outcomes)
-        if len(outcomes) < settings.ingest_batch_size or not progressed:
+        if len(ids) < settings.ingest_batch_size:
             break
         if time.monotonic() >= deadline:
             enqueue_now([PendingJob(DRAIN_EMAILS_JOB)])
