@@ -16,7 +16,7 @@ from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from centrala.core.settings import Settings, get_settings
 
@@ -178,6 +178,8 @@ def _send_pending_jobs(session: Session) -> None:
         enqueue_now(jobs)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending_jobs(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_jobs(session: Session, previous_transaction: SessionTransaction) -> None:
+    # Only the whole transaction's rollback: a savepoint's (``savepoint``) keeps what was queued before it.
+    if previous_transaction.parent is None:
+        session.info.pop(_PENDING_KEY, None)

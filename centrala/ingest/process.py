@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,11 @@ FLAG_REUSED_MESSAGE_ID = "Message-ID already used by another sender"
 # A rep's Date header has whole seconds and their computer's clock: a customer message received this little
 # after it is taken to be older than the rep's mail, which then still answers it.
 REP_CLOCK_SKEW = timedelta(minutes=2)
+# A reply whose parent is still pending in another drain's batch tries again this much later, for at most
+# PARENT_WAIT_LIMIT after its receipt (a parent that takes longer is not waited for).
+PARENT_WAIT = timedelta(seconds=1)
+PARENT_WAIT_LIMIT = timedelta(seconds=60)
+PARENT_PENDING = "a message it answers is still pending"
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,48 @@ def process_pending_emails(
         ]
 
 
+def _parent_pending(*, session: Session, row: InboundEmail, parsed: ParsedEmail, now: datetime) -> bool:
+    """Whether a message that ``parsed`` answers arrived before it and is still pending (in another drain's
+    batch): processed first, the reply would open a ticket of its own. Waited for up to ``PARENT_WAIT_LIMIT``
+    after the reply's receipt. Pending rows carry their Message-ID from the parse ahead of their batch."""
+    if not parsed.referenced_ids or now - row.received_at > PARENT_WAIT_LIMIT:
+        return False
+    parent = session.scalar(
+        select(InboundEmail.id)
+        .where(
+            InboundEmail.status == InboundStatus.RECEIVED,
+            InboundEmail.id < row.id,
+            or_(
+                InboundEmail.message_id.in_(parsed.referenced_ids[:100]),
+                # Reserved by another drain that has not written the Message-IDs of its batch yet.
+                and_(InboundEmail.message_id.is_(None), InboundEmail.queued_at > now),
+            ),
+        )
+        .limit(1)
+    )
+    return parent is not None
+
+
+def note_message_ids(*, session: Session, parsed: Mapping[int, ParsedRow]) -> None:
+    """Write the Message-IDs of parsed, still pending rows to the ledger, where a reply in another drain's
+    batch looks for them (``_parent_pending``)."""
+    values = [
+        {"row_id": row_id, "message_id": row.parsed.message_id}
+        for row_id, row in parsed.items()
+        if row.parsed is not None and row.parsed.message_id
+    ]
+    if values:
+        statement = (
+            update(InboundEmail.__table__)
+            .where(
+                InboundEmail.__table__.c.id == bindparam("row_id"),
+                InboundEmail.__table__.c.status == InboundStatus.RECEIVED,
+            )
+            .values(message_id=bindparam("message_id"))
+        )
+        session.connection().execute(statement, values)
+
+
 def stamp_processed(*, session: Session, outcomes: Sequence[ProcessOutcome], now: datetime) -> None:
     """Set ``processed_at`` of the batch's finished rows to ``now``, the moment just before its commit."""
     done = [outcome.inbound_id for outcome in outcomes if outcome.status != InboundStatus.RECEIVED]
@@ -230,11 +277,11 @@ def process_claimed_email(
             if attempt == 1:
                 log.info("inbound %s raced another writer, trying again", row.id)
                 continue
-            return _leave_pending(row=row, reason="conflicting writer")
+            return _leave_pending(row=row, reason="conflicting writer", retry_at=now)
         except OperationalError as error:
             if not is_lock_conflict(error):
                 raise
-            return _leave_pending(row=row, reason="locked by another writer")
+            return _leave_pending(row=row, reason="locked by another writer", retry_at=now)
         except DBAPIError:
             raise
         except Exception as error:
@@ -251,7 +298,9 @@ def is_lock_conflict(error: OperationalError) -> bool:
     return getattr(error.orig, "sqlstate", None) in ("55P03", "40P01")
 
 
-def _leave_pending(*, row: InboundEmail, reason: str) -> ProcessOutcome:
+def _leave_pending(*, row: InboundEmail, reason: str, retry_at: datetime) -> ProcessOutcome:
+    """Leave the row pending, for any drain from ``retry_at`` on (ending this drain's reservation)."""
+    row.queued_at = retry_at
     log.info("inbound %s left for a later pass: %s", row.id, reason)
     return ProcessOutcome(row.id, InboundStatus.RECEIVED, reason=reason)
 
@@ -287,6 +336,8 @@ def _record_parsed(
     blobs: BlobStore,
     settings: Settings,
 ) -> ProcessOutcome:
+    if _parent_pending(session=session, row=row, parsed=parsed, now=now):
+        return _leave_pending(row=row, reason=PARENT_PENDING, retry_at=now + PARENT_WAIT)
     external_id = parsed.message_id or f"sha256:{row.sha256}"
     row.message_id = external_id
 

@@ -24,7 +24,10 @@ from centrala.ingest.calls import (
 from centrala.ingest.calls import process_call_event as process_call_event_service
 from centrala.ingest.ledger import DRAIN_EMAILS_JOB, DRAIN_EMAILS_KEY, requeue_stale_emails
 from centrala.ingest.process import (
+    PARENT_PENDING,
+    PARENT_WAIT,
     lock_inbound_email,
+    note_message_ids,
     parse_reserved_emails,
     process_pending_emails,
     quarantine,
@@ -105,6 +108,8 @@ def drain_inbound_emails() -> dict[str, int]:
             parsed = parse_reserved_emails(session=read_session, ids=ids, blobs=blobs)
         finally:
             read_session.close()
+        with session_scope() as session:
+            note_message_ids(session=session, parsed=parsed)
         session = get_sessionmaker()()
         try:
             outcomes = process_pending_emails(
@@ -120,6 +125,9 @@ def drain_inbound_emails() -> dict[str, int]:
         finally:
             session.close()
         counts.update(outcome.status.value for outcome in outcomes)
+        if any(outcome.reason == PARENT_PENDING for outcome in outcomes):
+            # Replies waiting for their parent: a drain for when they may go (moved by the scheduler).
+            enqueue_now([PendingJob(DRAIN_EMAILS_JOB, at=clock.now() + PARENT_WAIT)])
         if len(ids) < settings.ingest_batch_size:
             break
         if time.monotonic() >= deadline:
