@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
-from centrala.core.db import batch_cache_scope, is_postgresql
+from centrala.core.db import batch_cache_scope, hide_sql_parameters, is_postgresql
 from centrala.core.errors import MessageRejected, RepMailRejected
 from centrala.core.queue import savepoint
 from centrala.core.settings import Settings
@@ -194,6 +194,21 @@ def process_pending_emails(
     rows = claim_pending_emails(session=session, limit=limit, ids=ids)
     parsed = parsed or {}
     with batch_cache_scope(session):
+        if len(rows) > 1:
+            # Nearly every batch goes through whole: try it in one savepoint, which spares two statements (and on
+            # PostgreSQL two round trips) per message; if any message fails, go again one savepoint each.
+            try:
+                with savepoint(session):
+                    return [
+                        _process_row(
+                            session=session, row=row, now=now, blobs=blobs, settings=settings,
+                            parsed=parsed.get(row.id),
+                        )
+                        for row in rows
+                    ]
+            except Exception as error:  # noqa: BLE001 - every message is tried again below, on its own
+                hide_sql_parameters(error)
+                log.info("batch of %d failed as a whole (%s); one message at a time", len(rows), type(error).__name__)
         return [
             process_claimed_email(
                 session=session, row=row, now=now, blobs=blobs, settings=settings, parsed=parsed.get(row.id)
@@ -314,7 +329,6 @@ def _process_row(
     settings: Settings,
     parsed: ParsedRow | None = None,
 ) -> ProcessOutcome:
-    row.attempts += 1
     if parsed is None or parsed.sha256 != row.sha256:
         try:
             parsed = ParsedRow(
@@ -322,9 +336,18 @@ def _process_row(
             )
         except MessageRejected as rejection:
             parsed = ParsedRow(row.sha256, rejection=str(rejection))
-    if parsed.parsed is None:
-        return quarantine(row=row, reason=parsed.rejection or "unreadable", now=now)
-    return _record_parsed(session=session, row=row, parsed=parsed.parsed, now=now, blobs=blobs, settings=settings)
+    if parsed.parsed is not None and _parent_pending(session=session, row=row, parsed=parsed.parsed, now=now):
+        outcome = _leave_pending(row=row, reason=PARENT_PENDING, retry_at=now + PARENT_WAIT)
+    elif parsed.parsed is None:
+        outcome = quarantine(row=row, reason=parsed.rejection or "unreadable", now=now)
+    else:
+        outcome = _record_parsed(
+            session=session, row=row, parsed=parsed.parsed, now=now, blobs=blobs, settings=settings
+        )
+    # Counted last, with the outcome: changed first, the row would be written once more by the first query's
+    # autoflush.
+    row.attempts += 1
+    return outcome
 
 
 def _record_parsed(
@@ -336,8 +359,6 @@ def _record_parsed(
     blobs: BlobStore,
     settings: Settings,
 ) -> ProcessOutcome:
-    if _parent_pending(session=session, row=row, parsed=parsed, now=now):
-        return _leave_pending(row=row, reason=PARENT_PENDING, retry_at=now + PARENT_WAIT)
     external_id = parsed.message_id or f"sha256:{row.sha256}"
     row.message_id = external_id
 
@@ -436,7 +457,7 @@ def record_customer_email(
         session.flush()
         queue_acknowledgement(
             session=session, ticket=ticket, interaction=interaction, automated=automated, now=now,
-            settings=settings, envelope_sender=envelope_sender(row),
+            settings=settings, envelope_sender=envelope_sender(row), new_ticket=True,
         )
     if not automated:
         # SLA clocks count from our receipt of the message, not from when a worker got to it.

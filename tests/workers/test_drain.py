@@ -15,10 +15,11 @@ from centrala.core import clock
 from centrala.core.db import get_sessionmaker, is_postgresql
 from centrala.core.queue import enqueue_after_commit, get_queue, savepoint
 from centrala.core.settings import get_settings
+from centrala.ingest import process
 from centrala.ingest.ledger import DRAIN_EMAILS_JOB, record_inbound_email
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.ingest.process import PARENT_WAIT, reserve_pending_emails
-from centrala.tickets.models import Contact, Direction, Interaction, Ticket
+from centrala.tickets.models import Contact, Direction, Interaction, OutboundEmail, Ticket
 from centrala.workers import jobs
 from tests.support.mails import make_mail
 
@@ -235,3 +236,31 @@ def test_the_sweeper_queues_a_drain_for_rows_left_pending(db, job_settings, blob
 
     assert jobs.sweep_stale_emails() == 2
     assert [job.func_name for job in get_queue().jobs] == [DRAIN_EMAILS_JOB]
+
+
+def test_a_message_our_code_fails_on_is_quarantined_and_its_batch_keeps_the_others_and_their_jobs(
+    db, job_settings, blobs, monkeypatch
+):
+    job_settings(ingest_batch_size=10)
+    real_open_ticket = process.open_ticket
+
+    def open_ticket(**kwargs):
+        if kwargs["subject"] == "Dotaz 1":
+            raise RuntimeError("a bug met by this message only")
+        return real_open_ticket(**kwargs)
+
+    monkeypatch.setattr(process, "open_ticket", open_ticket)
+    first, failing, last = store(db, conversation(3), blobs)
+    get_queue().empty()
+
+    counts = jobs.drain_inbound_emails()
+
+    assert counts == {"processed": 2, "quarantined": 1}
+    with db() as session:
+        assert session.get(InboundEmail, failing).reason == "processing failed: RuntimeError"
+        assert session.get(InboundEmail, failing).status == InboundStatus.QUARANTINED
+        assert [session.get(InboundEmail, i).status for i in (first, last)] == [InboundStatus.PROCESSED] * 2
+        acknowledgements = session.scalars(select(OutboundEmail.id).order_by(OutboundEmail.id)).all()
+    # The two acknowledgements' send jobs survived the failed message's rollback; none for the failed one.
+    assert len(acknowledgements) == 2
+    assert sorted(get_queue().job_ids) == sorted(f"outbound-email-{i}" for i in acknowledgements)
