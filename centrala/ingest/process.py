@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -183,11 +184,14 @@ def process_pending_emails(
     limit: int,
     ids: Sequence[int] | None = None,
     parsed: Mapping[int, ParsedRow] | None = None,
+    until: float | None = None,
 ) -> list[ProcessOutcome]:
     """Claim up to ``limit`` pending raw rows and process each in a savepoint of the caller's transaction.
 
     With ``ids`` (a drain's reservation) only those rows are claimed; the messages in ``parsed`` (from
-    ``parse_reserved_emails``) are not parsed again. One commit for the whole batch; a message that fails is quarantined without costing the
+    ``parse_reserved_emails``) are not parsed again. Past ``until`` (``time.monotonic()``) no further row is
+    begun, so that the transaction, and on SQLite the write lock, stays short; the outcomes say which rows were
+    done. One commit for the whole batch; a message that fails is quarantined without costing the
     others. A database error other than a conflict with a concurrent writer is raised: the caller rolls the
     batch back and its rows stay pending for the next drain.
     """
@@ -199,22 +203,36 @@ def process_pending_emails(
             # PostgreSQL two round trips) per message; if any message fails, go again one savepoint each.
             try:
                 with savepoint(session):
-                    return [
-                        _process_row(
+                    return _each_in_time(
+                        rows,
+                        lambda row: _process_row(
                             session=session, row=row, now=now, blobs=blobs, settings=settings,
                             parsed=parsed.get(row.id),
-                        )
-                        for row in rows
-                    ]
+                        ),
+                        until,
+                    )
             except Exception as error:  # noqa: BLE001 - every message is tried again below, on its own
                 hide_sql_parameters(error)
                 log.info("batch of %d failed as a whole (%s); one message at a time", len(rows), type(error).__name__)
-        return [
-            process_claimed_email(
+        return _each_in_time(
+            rows,
+            lambda row: process_claimed_email(
                 session=session, row=row, now=now, blobs=blobs, settings=settings, parsed=parsed.get(row.id)
-            )
-            for row in rows
-        ]
+            ),
+            until,
+        )
+
+
+def _each_in_time(
+    rows: Sequence[InboundEmail], process: Callable[[InboundEmail], ProcessOutcome], until: float | None
+) -> list[ProcessOutcome]:
+    """``process`` the rows in order, beginning none past ``until`` (but always the first)."""
+    outcomes: list[ProcessOutcome] = []
+    for row in rows:
+        if outcomes and until is not None and time.monotonic() > until:
+            break
+        outcomes.append(process(row))
+    return outcomes
 
 
 def _parent_pending(*, session: Session, row: InboundEmail, parsed: ParsedEmail, now: datetime) -> bool:

@@ -14,7 +14,7 @@ from centrala.core.blobs import BlobStore
 from centrala.core.db import get_read_sessionmaker, get_sessionmaker, hide_sql_parameters, session_scope
 from centrala.core.errors import DeliveryError, InvalidInputError, TemporaryFailure, TransientDeliveryError
 from centrala.core.queue import PendingJob, enqueue_after_commit, enqueue_now, release_coalesced
-from centrala.core.settings import get_settings
+from centrala.core.settings import Settings, get_settings
 from centrala.ingest.calls import (
     find_unfinished_calls,
     record_reconciled_status,
@@ -26,6 +26,8 @@ from centrala.ingest.ledger import DRAIN_EMAILS_JOB, DRAIN_EMAILS_KEY, requeue_s
 from centrala.ingest.process import (
     PARENT_PENDING,
     PARENT_WAIT,
+    ParsedRow,
+    ProcessOutcome,
     lock_inbound_email,
     note_message_ids,
     parse_reserved_emails,
@@ -110,20 +112,7 @@ def drain_inbound_emails() -> dict[str, int]:
             read_session.close()
         with session_scope() as session:
             note_message_ids(session=session, parsed=parsed)
-        session = get_sessionmaker()()
-        try:
-            outcomes = process_pending_emails(
-                session=session, now=clock.now(), blobs=blobs, settings=settings, limit=len(ids), ids=ids, parsed=parsed
-            )
-            # processed_at says when the message was done: the batch's end, not its start.
-            stamp_processed(session=session, outcomes=outcomes, now=clock.now())
-            session.commit()
-        except DBAPIError as error:
-            session.rollback()
-            hide_sql_parameters(error)  # rq logs the error it retries; the parameters hold the message
-            raise
-        finally:
-            session.close()
+        outcomes = _record_reserved(ids, parsed, blobs=blobs, settings=settings)
         counts.update(outcome.status.value for outcome in outcomes)
         if any(outcome.reason == PARENT_PENDING for outcome in outcomes):
             # Replies waiting for their parent: a drain for when they may go (moved by the scheduler).
@@ -136,6 +125,37 @@ def drain_inbound_emails() -> dict[str, int]:
     if counts:
         log.info("drained inbound e-mail: %s", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     return dict(counts)
+
+
+def _record_reserved(
+    ids: list[int], parsed: dict[int, ParsedRow], *, blobs: BlobStore, settings: Settings
+) -> list[ProcessOutcome]:
+    """Process a drain's reserved rows in transactions of at most ``ingest_transaction_ms`` each: on SQLite
+    every SMTP commit waits for the one writer, so a long batch would hold up every sender's 250."""
+    outcomes: list[ProcessOutcome] = []
+    remaining = ids
+    while remaining:
+        session = get_sessionmaker()()
+        try:
+            done = process_pending_emails(
+                session=session, now=clock.now(), blobs=blobs, settings=settings, limit=len(remaining),
+                ids=remaining, parsed=parsed, until=time.monotonic() + settings.ingest_transaction_ms / 1000,
+            )
+            # processed_at says when the message was done: the batch's end, not its start.
+            stamp_processed(session=session, outcomes=done, now=clock.now())
+            session.commit()
+        except DBAPIError as error:
+            session.rollback()
+            hide_sql_parameters(error)  # rq logs the error it retries; the parameters hold the message
+            raise
+        finally:
+            session.close()
+        if not done:
+            break  # the rest is no longer pending: another drain, or a replay, took it
+        outcomes += done
+        finished = {outcome.inbound_id for outcome in done}
+        remaining = [inbound_id for inbound_id in remaining if inbound_id not in finished]
+    return outcomes
 
 
 def _quarantine_after_error(inbound_id: int, error: Exception) -> dict[str, object]:
