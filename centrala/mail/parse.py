@@ -856,6 +856,10 @@ def _attachment(part: Message, content_type: str, defects: list[str], *, resourc
             data = None
         if not isinstance(data, bytes):
             data = b""
+        else:
+            # Nothing reads the encoded body again: dropped now, a large message does not hold its attachments
+            # twice (encoded text and decoded bytes) until the parse ends.
+            part.set_payload("")
     content_id = _first_message_id(_raw_header(part, "Content-ID"))
     disposition = _disposition(part)
     return ParsedAttachment(
