@@ -164,8 +164,12 @@ def _database(instance: Instance, folder: Path):
 
 def _pending(engine) -> tuple[int, int]:
     with engine.connect() as connection:
-        mails = connection.execute(text("SELECT count(*) FROM inbound_email WHERE status = 'received'")).scalar()
-        events = connection.execute(text("SELECT count(*) FROM call_event WHERE status = 'received'")).scalar()
+        mails = connection.execute(
+            text("SELECT count(*) FROM inbound_email WHERE status = 'received'")
+        ).scalar()
+        events = connection.execute(
+            text("SELECT count(*) FROM call_event WHERE status = 'received'")
+        ).scalar()
     return mails, events
 
 
@@ -188,7 +192,9 @@ def _outcome(engine) -> dict[str, int]:
         }
 
 
-def run(instance: Instance, folder: Path, *, minutes: float, rate: float, webhook_rate: float) -> dict[str, object]:
+def run(
+    instance: Instance, folder: Path, *, minutes: float, rate: float, webhook_rate: float
+) -> dict[str, object]:
     token = instance.cli("agents", "create", "--email", "soak@localhost", "--role", "admin").strip()
     api = httpx.Client(base_url=instance.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     agent_id = api.get("/api/v1/agents/me/phone").json()["id"]
@@ -210,8 +216,13 @@ def run(instance: Instance, folder: Path, *, minutes: float, rate: float, webhoo
         while not stop.wait(SAMPLE_SECONDS):
             samples.append((time.time() - start, _memory_kib(worker)["VmRSS"]))
             if len(samples) % 12 == 0:
-                log.info("%.0f s: %d mails accepted, worker RSS %.1f MiB, pending %s",
-                         time.time() - start, mailer.accepted, samples[-1][1] / 1024, _pending(engine))
+                log.info(
+                    "%.0f s: %d mails accepted, worker RSS %.1f MiB, pending %s",
+                    time.time() - start,
+                    mailer.accepted,
+                    samples[-1][1] / 1024,
+                    _pending(engine),
+                )
 
     threads = [threading.Thread(target=target, daemon=True) for target in (mailer.run, caller.run, sample)]
     for thread in threads:
@@ -270,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         instance = Instance(Path(folder))
         try:
             instance.start()
-            result = run(instance, Path(folder), minutes=args.minutes, rate=args.rate, webhook_rate=args.webhooks)
+            result = run(
+                instance, Path(folder), minutes=args.minutes, rate=args.rate, webhook_rate=args.webhooks
+            )
         finally:
             instance.stop()
             if instance.admin_url:

@@ -56,8 +56,13 @@ def store(db, raws: list[bytes], blobs) -> list[int]:
     with db() as session:
         ids = [
             record_inbound_email(
-                session=session, raw=raw, mailbox="support@localhost", mail_from="customer@example.cz",
-                rcpt_tos=["support@localhost"], now=clock.now(), blobs=blobs,
+                session=session,
+                raw=raw,
+                mailbox="support@localhost",
+                mail_from="customer@example.cz",
+                rcpt_tos=["support@localhost"],
+                now=clock.now(),
+                blobs=blobs,
             ).id
             for raw in raws
         ]
