@@ -23,6 +23,7 @@ READ_ONLY_OPTION = "centrala_read_only"
 # How long a writer waits for the lock in this transaction, in ms, instead of ``db_lock_timeout_ms``: work that has
 # somewhere else to go (a spool) gives up quickly rather than keep its caller waiting.
 LOCK_TIMEOUT_OPTION = "centrala_lock_timeout_ms"
+_BATCH_CACHE_KEY = "centrala.batch_cache"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -171,6 +172,26 @@ def begin_quick_write(session: Session, lock_timeout_ms: int) -> None:
         session.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
     else:
         session.connection(execution_options={LOCK_TIMEOUT_OPTION: int(lock_timeout_ms)})
+
+
+@contextmanager
+def batch_cache_scope(session: Session) -> Iterator[dict[Any, Any]]:
+    """Within the block, lookups that a batch repeats for every item (the agents of a queue, the SLA policy for
+    a kind of ticket) are remembered in ``session``, by their callers, through ``batch_cache``.
+
+    Only for a batch that reads these and does not change them; the cache ends with the block.
+    """
+    cache: dict[Any, Any] = {}
+    session.info[_BATCH_CACHE_KEY] = cache
+    try:
+        yield cache
+    finally:
+        session.info.pop(_BATCH_CACHE_KEY, None)
+
+
+def batch_cache(session: Session) -> dict[Any, Any] | None:
+    """The cache of the ``batch_cache_scope`` that ``session`` is in, else None (look it up every time)."""
+    return session.info.get(_BATCH_CACHE_KEY)
 
 
 def is_postgresql(session_or_engine: Session | Engine) -> bool:

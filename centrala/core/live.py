@@ -16,17 +16,18 @@ from typing import Any
 import redis
 import redis.asyncio
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from centrala.core.embedded import embedded_redis_url
-from centrala.core.queue import get_redis
+from centrala.core.queue import AFTER_COMMIT_LISTS, get_redis
 from centrala.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "centrala.pending_live_events"
+AFTER_COMMIT_LISTS.append(_PENDING_KEY)
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,11 @@ def _send_pending(session: Session) -> None:
         publish_now(events)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, previous_transaction: SessionTransaction) -> None:
+    # Only the whole transaction's rollback: a savepoint's (``savepoint``) keeps what was queued before it.
+    if previous_transaction.parent is None:
+        session.info.pop(_PENDING_KEY, None)
 
 
 async def subscribe(

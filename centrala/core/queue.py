@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,13 +17,17 @@ from rq import Queue, Worker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from centrala.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 _PENDING_KEY = "centrala.pending_jobs"
+# Lists of work kept in ``session.info`` until commit: ours, and others' (``core.live`` adds its own).
+AFTER_COMMIT_LISTS: list[str] = [_PENDING_KEY]
+# How long a coalesced job's mark keeps others of its key out of the queue at most.
+COALESCE_SECONDS = 30
 
 # Workers refresh their registration every WORKER_TTL_SECONDS / 3 or so (rq's heartbeat); one silent for longer
 # than this is taken for dead even while its key has not expired yet.
@@ -39,6 +45,8 @@ class PendingJob:
     options: dict[str, Any] = field(default_factory=dict)
     # When set, the job waits in rq's scheduled registry until then (moved by the `centrala scheduler` process).
     at: datetime | None = None
+    # When set, the job is sent only if no job of the same key is waiting in the queue (see enqueue_coalesced_after_commit).
+    coalesce_key: str | None = None
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
@@ -85,6 +93,49 @@ def enqueue_at_after_commit(
     session.info.setdefault(_PENDING_KEY, []).append(PendingJob(func, args, job_id, options, at))
 
 
+def enqueue_coalesced_after_commit(session: Session, func: str, *args: Any, key: str, **options: Any) -> None:
+    """Send the job ``func(*args)`` when ``session`` commits, unless a job of the same ``key`` is still waiting.
+
+    For jobs that look for their work in the database (a drain of every pending row) one waiting job is
+    enough, however many rows were committed: the job calls ``release_coalesced(key)`` as it starts, so a row
+    committed after that start gets a job of its own. The mark expires after ``COALESCE_SECONDS``, so a job lost
+    with Redis holds nothing up for longer than that (and the sweeper finds its rows anyway).
+    """
+    pending = session.info.setdefault(_PENDING_KEY, [])
+    if not any(job.coalesce_key == key for job in pending):
+        pending.append(PendingJob(func, args, None, options, coalesce_key=key))
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """``session.begin_nested()`` whose rollback also forgets the jobs and events queued inside it.
+
+    A savepoint rolled back within a transaction that then commits would otherwise send jobs for rows that
+    were never written (and, on SQLite, whose ids a later row may take).
+    """
+    marks = {key: len(session.info.get(key, ())) for key in AFTER_COMMIT_LISTS}
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        for key, mark in marks.items():
+            if key in session.info:
+                del session.info[key][mark:]
+        raise
+
+
+def release_coalesced(key: str, connection: redis.Redis | None = None) -> None:
+    """Let the next commit send a job of ``key`` again; called by that job as it starts."""
+    try:
+        (connection or get_redis()).delete(_coalesce_mark(key))
+    except (redis.RedisError, OSError) as error:
+        log.warning("could not release the queue mark %s: %s", key, error)
+
+
+def _coalesce_mark(key: str) -> str:
+    return f"centrala:{get_settings().queue_name}:waiting:{key}"
+
+
 def enqueue_now(jobs: list[PendingJob], connection: redis.Redis | None = None) -> int:
     """Enqueue jobs at once; returns how many reached Redis. Failures are logged, never raised:
     the database holds the work and the sweeper re-enqueues what did not get through."""
@@ -92,6 +143,16 @@ def enqueue_now(jobs: list[PendingJob], connection: redis.Redis | None = None) -
         return 0
     try:
         queue = get_queue(connection)
+        coalesced = [job for job in jobs if job.coalesce_key is not None]
+        if coalesced:
+            # SET NX: only the first commit since the job last started sends it.
+            jobs = [job for job in jobs if job.coalesce_key is None] + [
+                job
+                for job in coalesced
+                if queue.connection.set(_coalesce_mark(job.coalesce_key), b"1", nx=True, ex=COALESCE_SECONDS)
+            ]
+            if not jobs:
+                return 0
         with queue.connection.pipeline() as pipe:
             for job in jobs:
                 if job.at is not None:
@@ -123,9 +184,11 @@ def _send_pending_jobs(session: Session) -> None:
         enqueue_now(jobs)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending_jobs(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_jobs(session: Session, previous_transaction: SessionTransaction) -> None:
+    # Only the whole transaction's rollback: a savepoint's (``savepoint``) keeps what was queued before it.
+    if previous_transaction.parent is None:
+        session.info.pop(_PENDING_KEY, None)
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,13 @@ class Settings(BaseSettings):
     sweep_after_seconds: float = 60.0
     sweep_interval_seconds: float = 15.0
     job_timeout_seconds: int = 120
+    # Pending raw e-mails a worker takes per transaction, and how long one drain job runs before it hands
+    # the rest to a fresh job, so that sends and SLA checks queued behind it get their turn.
+    ingest_batch_size: int = Field(default=50, ge=1, le=1000)
+    ingest_drain_seconds: float = Field(default=5.0, gt=0)
+    # A drain's write transaction begins no further message after this long (SQLite: the SMTP server's commits
+    # wait for it).
+    ingest_transaction_ms: int = Field(default=50, ge=1)
 
     log_level: str = "INFO"
 

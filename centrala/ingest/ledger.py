@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import NotFoundError
-from centrala.core.queue import enqueue_after_commit
+from centrala.core.queue import enqueue_after_commit, enqueue_coalesced_after_commit
 from centrala.core.settings import Settings
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.tickets.models import Attachment
@@ -24,6 +24,9 @@ from centrala.tickets.phone_models import Call
 log = logging.getLogger(__name__)
 
 PROCESS_EMAIL_JOB = "centrala.workers.jobs.process_inbound_email"
+# New rows are processed in batches by a drain job; one waiting drain is enough for any number of rows.
+DRAIN_EMAILS_JOB = "centrala.workers.jobs.drain_inbound_emails"
+DRAIN_EMAILS_KEY = "inbound-drain"
 # The ``source`` of mail read from a rep's own Sent folder: processed as the rep's mail, like a log address's.
 SENT_FOLDER_SOURCE = "imap-sent"
 # Raw messages up to this size live in the row; larger ones in the blob store, written and fsynced first.
@@ -83,7 +86,7 @@ def record_inbound_email(
         existing = session.execute(select(InboundEmail.id).where(InboundEmail.sha256 == digest)).scalar_one()
         log.info("inbound %s already stored as %s", digest[:12], existing)
         return RecordedEmail(id=existing, sha256=digest, created=False)
-    enqueue_after_commit(session, PROCESS_EMAIL_JOB, new_id, job_id=f"inbound-email-{new_id}")
+    enqueue_coalesced_after_commit(session, DRAIN_EMAILS_JOB, key=DRAIN_EMAILS_KEY)
     log.info("stored inbound %s as %s (%d bytes)", digest[:12], new_id, len(raw))
     return RecordedEmail(id=new_id, sha256=digest, created=True)
 
@@ -121,8 +124,9 @@ def requeue_stale_emails(*, session: Session, now: datetime, older_than: timedel
     )
     if ids:
         session.execute(update(InboundEmail).where(InboundEmail.id.in_(ids)).values(queued_at=now))
-        for inbound_id in ids:
-            enqueue_after_commit(session, PROCESS_EMAIL_JOB, inbound_id, job_id=f"inbound-email-{inbound_id}")
+        # A drain takes every pending row; a fresh one, not coalesced: the waiting mark may be that of the
+        # very job that was lost.
+        enqueue_after_commit(session, DRAIN_EMAILS_JOB)
     return ids
 
 

@@ -35,7 +35,8 @@ class InboundEmail(Base):
     rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)
     peer: Mapped[str | None] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # When the row was last handed to the queue; the sweeper hands it over again when that is long ago.
+    # When the row was last handed to the queue; the sweeper hands it over again when that is long ago. A
+    # drain reserves the rows it parses by moving this ahead (ingest.process.reserve_pending_emails).
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[InboundStatus] = mapped_column(str_enum(InboundStatus), default=InboundStatus.RECEIVED)
     reason: Mapped[str | None] = mapped_column(Text)
@@ -43,7 +44,9 @@ class InboundEmail(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set when the retention sweep deleted the raw bytes (``raw`` and the blob) of this processed message.
     raw_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    message_id: Mapped[str | None] = mapped_column(String(998))
+    # The message's Message-ID, written when a drain parses it: a reply processed in another batch looks for
+    # its parent among the pending rows by it.
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     interaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("interaction.id", ondelete="SET NULL"), index=True
     )

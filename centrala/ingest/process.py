@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
+from centrala.core.db import batch_cache_scope, hide_sql_parameters, is_postgresql
 from centrala.core.errors import MessageRejected, RepMailRejected
+from centrala.core.queue import savepoint
 from centrala.core.settings import Settings
 from centrala.ingest.ledger import SENT_FOLDER_SOURCE, load_raw
 from centrala.ingest.models import InboundEmail, InboundStatus
@@ -51,6 +55,11 @@ FLAG_REUSED_MESSAGE_ID = "Message-ID already used by another sender"
 # A rep's Date header has whole seconds and their computer's clock: a customer message received this little
 # after it is taken to be older than the rep's mail, which then still answers it.
 REP_CLOCK_SKEW = timedelta(minutes=2)
+# A reply whose parent is still pending in another drain's batch tries again this much later, for at most
+# PARENT_WAIT_LIMIT after its receipt (a parent that takes longer is not waited for).
+PARENT_WAIT = timedelta(seconds=1)
+PARENT_WAIT_LIMIT = timedelta(seconds=60)
+PARENT_PENDING = "a message it answers is still pending"
 
 
 @dataclass(frozen=True)
@@ -83,12 +92,291 @@ def process_inbound_email(
     row = lock_inbound_email(session=session, inbound_id=inbound_id)
     if row is None or row.status != InboundStatus.RECEIVED:
         return ProcessOutcome(inbound_id, row.status if row else InboundStatus.PROCESSED, reason="not pending")
+    return _process_row(session=session, row=row, now=now, blobs=blobs, settings=settings)
+
+
+@dataclass(frozen=True)
+class ParsedRow:
+    """A raw row parsed ahead of its transaction: the message, or why it cannot become an interaction."""
+
+    sha256: str
+    parsed: ParsedEmail | None = None
+    rejection: str | None = None
+
+
+def reserve_pending_emails(*, session: Session, limit: int, now: datetime, hold: timedelta) -> list[int]:
+    """Take up to ``limit`` of the oldest pending rows for one drain until ``now + hold``; their ids.
+
+    The reservation (``queued_at`` moved ahead to ``now + hold``) lets the drain parse the messages before
+    its write transaction, so that concurrent drains pass these rows over and parse others, and SQLite's
+    single write lock is not held while Python parses. It is only a hint: the write transaction takes the
+    rows again under lock and checks that they are still pending. A drain that dies leaves its rows for the
+    next one once ``hold`` is over (the sweeper queues that drain). Commit it before parsing.
+    """
+    pending = (
+        select(InboundEmail.id)
+        .where(InboundEmail.status == InboundStatus.RECEIVED, InboundEmail.queued_at <= now)
+        .order_by(InboundEmail.received_at, InboundEmail.id)
+        .limit(limit)
+    )
+    if is_postgresql(session):
+        pending = pending.with_for_update(skip_locked=True)
+    statement = (
+        update(InboundEmail)
+        .where(InboundEmail.id.in_(pending.scalar_subquery()))
+        .values(queued_at=now + hold)
+        .returning(InboundEmail.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(statement))
+
+
+def parse_reserved_emails(*, session: Session, ids: Sequence[int], blobs: BlobStore) -> dict[int, ParsedRow]:
+    """Parse the rows ``ids`` outside any write transaction; a message the parser refuses carries its reason.
+
+    A row that another drain finished meanwhile is left out; so is one whose parsing failed in an unforeseen
+    way: its transaction parses it again, and quarantines it if it fails there too.
+    """
+    parsed: dict[int, ParsedRow] = {}
+    rows = session.scalars(
+        select(InboundEmail).where(InboundEmail.id.in_(ids), InboundEmail.status == InboundStatus.RECEIVED)
+    )
+    for row in rows:
+        try:
+            message = parse_email(load_raw(row=row, blobs=blobs), mail_from=envelope_sender(row))
+        except MessageRejected as rejection:
+            parsed[row.id] = ParsedRow(row.sha256, rejection=str(rejection))
+        except Exception:  # noqa: BLE001 - handled where it is quarantined: in the row's own transaction
+            log.info("inbound %s: parsing ahead failed, left to its transaction", row.id)
+        else:
+            parsed[row.id] = ParsedRow(row.sha256, parsed=message)
+    return parsed
+
+
+def claim_pending_emails(*, session: Session, limit: int, ids: Sequence[int] | None = None) -> list[InboundEmail]:
+    """Up to ``limit`` of the oldest raw rows still to process, locked for this transaction.
+
+    On PostgreSQL the rows are taken FOR UPDATE SKIP LOCKED: concurrent drains (several workers, several
+    hosts) take disjoint rows and pass over a row another transaction holds instead of waiting for it, and a
+    drain that dies releases its rows with its connection. SQLite has a single writer: the transaction's
+    BEGIN IMMEDIATE is the lock, so two drains there take turns. With ``ids``, only those rows (a drain's
+    reservation).
+    """
+    statement = (
+        select(InboundEmail)
+        .where(InboundEmail.status == InboundStatus.RECEIVED)
+        .order_by(InboundEmail.received_at, InboundEmail.id)
+        .limit(limit)
+    )
+    if ids is not None:
+        statement = statement.where(InboundEmail.id.in_(ids))
+    if is_postgresql(session):
+        statement = statement.with_for_update(skip_locked=True)
+    return list(session.scalars(statement))
+
+
+def process_pending_emails(
+    *,
+    session: Session,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+    limit: int,
+    ids: Sequence[int] | None = None,
+    parsed: Mapping[int, ParsedRow] | None = None,
+    until: float | None = None,
+) -> list[ProcessOutcome]:
+    """Claim up to ``limit`` pending raw rows and process each in a savepoint of the caller's transaction.
+
+    With ``ids`` (a drain's reservation) only those rows are claimed; the messages in ``parsed`` (from
+    ``parse_reserved_emails``) are not parsed again. Past ``until`` (``time.monotonic()``) no further row is
+    begun, so that the transaction, and on SQLite the write lock, stays short; the outcomes say which rows were
+    done. One commit for the whole batch; a message that fails is quarantined without costing the
+    others. A database error other than a conflict with a concurrent writer is raised: the caller rolls the
+    batch back and its rows stay pending for the next drain.
+    """
+    rows = claim_pending_emails(session=session, limit=limit, ids=ids)
+    parsed = parsed or {}
+    with batch_cache_scope(session):
+        if len(rows) > 1:
+            # Nearly every batch goes through whole: try it in one savepoint, which spares two statements (and on
+            # PostgreSQL two round trips) per message; if any message fails, go again one savepoint each.
+            try:
+                with savepoint(session):
+                    return _each_in_time(
+                        rows,
+                        lambda row: _process_row(
+                            session=session, row=row, now=now, blobs=blobs, settings=settings,
+                            parsed=parsed.get(row.id),
+                        ),
+                        until,
+                    )
+            except Exception as error:  # noqa: BLE001 - every message is tried again below, on its own
+                hide_sql_parameters(error)
+                log.info("batch of %d failed as a whole (%s); one message at a time", len(rows), type(error).__name__)
+        return _each_in_time(
+            rows,
+            lambda row: process_claimed_email(
+                session=session, row=row, now=now, blobs=blobs, settings=settings, parsed=parsed.get(row.id)
+            ),
+            until,
+        )
+
+
+def _each_in_time(
+    rows: Sequence[InboundEmail], process: Callable[[InboundEmail], ProcessOutcome], until: float | None
+) -> list[ProcessOutcome]:
+    """``process`` the rows in order, beginning none past ``until`` (but always the first)."""
+    outcomes: list[ProcessOutcome] = []
+    for row in rows:
+        if outcomes and until is not None and time.monotonic() > until:
+            break
+        outcomes.append(process(row))
+    return outcomes
+
+
+def _parent_pending(*, session: Session, row: InboundEmail, parsed: ParsedEmail, now: datetime) -> bool:
+    """Whether a message that ``parsed`` answers arrived before it and is still pending (in another drain's
+    batch): processed first, the reply would open a ticket of its own. Waited for up to ``PARENT_WAIT_LIMIT``
+    after the reply's receipt. Pending rows carry their Message-ID from the parse ahead of their batch."""
+    if not parsed.referenced_ids or now - row.received_at > PARENT_WAIT_LIMIT:
+        return False
+    parent = session.scalar(
+        select(InboundEmail.id)
+        .where(
+            InboundEmail.status == InboundStatus.RECEIVED,
+            InboundEmail.id < row.id,
+            or_(
+                InboundEmail.message_id.in_(parsed.referenced_ids[:100]),
+                # Reserved by another drain that has not written the Message-IDs of its batch yet.
+                and_(InboundEmail.message_id.is_(None), InboundEmail.queued_at > now),
+            ),
+        )
+        .limit(1)
+    )
+    return parent is not None
+
+
+def note_message_ids(*, session: Session, parsed: Mapping[int, ParsedRow]) -> None:
+    """Write the Message-IDs of parsed, still pending rows to the ledger, where a reply in another drain's
+    batch looks for them (``_parent_pending``)."""
+    values = [
+        {"row_id": row_id, "message_id": row.parsed.message_id}
+        for row_id, row in parsed.items()
+        if row.parsed is not None and row.parsed.message_id
+    ]
+    if values:
+        statement = (
+            update(InboundEmail.__table__)
+            .where(
+                InboundEmail.__table__.c.id == bindparam("row_id"),
+                InboundEmail.__table__.c.status == InboundStatus.RECEIVED,
+            )
+            .values(message_id=bindparam("message_id"))
+        )
+        session.connection().execute(statement, values)
+
+
+def stamp_processed(*, session: Session, outcomes: Sequence[ProcessOutcome], now: datetime) -> None:
+    """Set ``processed_at`` of the batch's finished rows to ``now``, the moment just before its commit."""
+    done = [outcome.inbound_id for outcome in outcomes if outcome.status != InboundStatus.RECEIVED]
+    if done:
+        session.execute(update(InboundEmail).where(InboundEmail.id.in_(done)).values(processed_at=now))
+
+
+def process_claimed_email(
+    *,
+    session: Session,
+    row: InboundEmail,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+    parsed: ParsedRow | None = None,
+) -> ProcessOutcome:
+    """Process one locked, pending row in a savepoint: its outcome, or the row left pending or quarantined.
+
+    A unique key taken by a concurrent transaction a moment ago (the same new contact, the same Message-ID)
+    gets one more try, which finds what the other wrote; a row that still conflicts, or whose locks another
+    transaction holds (PostgreSQL: lock timeout, deadlock), is left pending for a later drain. Any other error
+    is a message our code cannot handle yet: quarantined with the error's name, to be replayed after a fix.
+    """
+    for attempt in (1, 2):
+        try:
+            with savepoint(session):
+                return _process_row(
+                    session=session, row=row, now=now, blobs=blobs, settings=settings, parsed=parsed
+                )
+        except IntegrityError:
+            if attempt == 1:
+                log.info("inbound %s raced another writer, trying again", row.id)
+                continue
+            return _leave_pending(row=row, reason="conflicting writer", retry_at=now)
+        except OperationalError as error:
+            if not is_lock_conflict(error):
+                raise
+            return _leave_pending(row=row, reason="locked by another writer", retry_at=now)
+        except DBAPIError:
+            raise
+        except Exception as error:
+            log.exception("inbound %s could not be processed", row.id)
+            with savepoint(session):
+                row.attempts += 1
+                return quarantine(row=row, reason=f"processing failed: {type(error).__name__}", now=now)
+    raise AssertionError("unreachable")
+
+
+def is_lock_conflict(error: OperationalError) -> bool:
+    """Whether PostgreSQL refused a statement because of another transaction's locks (SQLSTATE 55P03
+    lock_not_available, 40P01 deadlock_detected): the timing, not the message, was the problem."""
+    return getattr(error.orig, "sqlstate", None) in ("55P03", "40P01")
+
+
+def _leave_pending(*, row: InboundEmail, reason: str, retry_at: datetime) -> ProcessOutcome:
+    """Leave the row pending, for any drain from ``retry_at`` on (ending this drain's reservation)."""
+    row.queued_at = retry_at
+    log.info("inbound %s left for a later pass: %s", row.id, reason)
+    return ProcessOutcome(row.id, InboundStatus.RECEIVED, reason=reason)
+
+
+def _process_row(
+    *,
+    session: Session,
+    row: InboundEmail,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+    parsed: ParsedRow | None = None,
+) -> ProcessOutcome:
+    if parsed is None or parsed.sha256 != row.sha256:
+        try:
+            parsed = ParsedRow(
+                row.sha256, parse_email(load_raw(row=row, blobs=blobs), mail_from=envelope_sender(row))
+            )
+        except MessageRejected as rejection:
+            parsed = ParsedRow(row.sha256, rejection=str(rejection))
+    if parsed.parsed is not None and _parent_pending(session=session, row=row, parsed=parsed.parsed, now=now):
+        outcome = _leave_pending(row=row, reason=PARENT_PENDING, retry_at=now + PARENT_WAIT)
+    elif parsed.parsed is None:
+        outcome = quarantine(row=row, reason=parsed.rejection or "unreadable", now=now)
+    else:
+        outcome = _record_parsed(
+            session=session, row=row, parsed=parsed.parsed, now=now, blobs=blobs, settings=settings
+        )
+    # Counted last, with the outcome: changed first, the row would be written once more by the first query's
+    # autoflush.
     row.attempts += 1
-    raw = load_raw(row=row, blobs=blobs)
-    try:
-        parsed = parse_email(raw, mail_from=envelope_sender(row))
-    except MessageRejected as rejection:
-        return quarantine(row=row, reason=str(rejection), now=now)
+    return outcome
+
+
+def _record_parsed(
+    *,
+    session: Session,
+    row: InboundEmail,
+    parsed: ParsedEmail,
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+) -> ProcessOutcome:
     external_id = parsed.message_id or f"sha256:{row.sha256}"
     row.message_id = external_id
 
@@ -187,7 +475,7 @@ def record_customer_email(
         session.flush()
         queue_acknowledgement(
             session=session, ticket=ticket, interaction=interaction, automated=automated, now=now,
-            settings=settings, envelope_sender=envelope_sender(row),
+            settings=settings, envelope_sender=envelope_sender(row), new_ticket=True,
         )
     if not automated:
         # SLA clocks count from our receipt of the message, not from when a worker got to it.

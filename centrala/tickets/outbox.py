@@ -175,8 +175,11 @@ def queue_acknowledgement(
     now: datetime,
     settings: Settings,
     envelope_sender: str | None = None,
+    new_ticket: bool = False,
 ) -> OutboundEmail | None:
     """Acknowledge the customer's message that opened ``ticket``, unless that would be wrong or too much.
+
+    ``new_ticket``: the ticket was opened in this transaction, so it cannot have been acknowledged yet.
 
     Nothing is sent (None) when the message was automated (auto-reply, bounce, list mail: the caller's
     classification), when its envelope sender is null (``envelope_sender`` ``""`` or ``"<>"``), when the
@@ -194,6 +197,7 @@ def queue_acknowledgement(
         envelope_sender=envelope_sender,
         now=now,
         settings=settings,
+        new_ticket=new_ticket,
     )
     if reason is not None:
         log.info("no acknowledgement for ticket %s: %s", ticket.number, reason)
@@ -463,6 +467,7 @@ def _acknowledgement_refusal(
     envelope_sender: str | None,
     now: datetime,
     settings: Settings,
+    new_ticket: bool = False,
 ) -> str | None:
     if not settings.ack_enabled:
         return "acknowledgements are off"
@@ -481,7 +486,7 @@ def _acknowledgement_refusal(
     )
     if undeliverable is not None:
         return "the sender's address is undeliverable"
-    acknowledged = session.scalar(
+    acknowledged = None if new_ticket else session.scalar(
         select(OutboundEmail.id)
         .where(OutboundEmail.ticket_id == ticket.id, OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)
         .limit(1)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from centrala.core.db import batch_cache
 from centrala.core.queue import enqueue_at_after_commit
 from centrala.core.settings import Settings
 from centrala.tickets.models import (
@@ -73,6 +74,21 @@ def choose_policy(*, session: Session, ticket: Ticket) -> SlaPolicy | None:
     """The active policy whose conditions all match ``ticket`` with the lowest precedence, else the default."""
     organization_id = ticket.contact.organization_id if ticket.contact is not None else None
     segment = ticket.contact.segment if ticket.contact is not None else None
+    cache = batch_cache(session)
+    key = ("choose_policy", ticket.queue_id, ticket.priority, organization_id, ticket.channel, segment)
+    if cache is not None and key in cache:
+        return cache[key]
+    policy = _choose_policy(
+        session=session, ticket=ticket, organization_id=organization_id, segment=segment
+    )
+    if cache is not None:
+        cache[key] = policy
+    return policy
+
+
+def _choose_policy(
+    *, session: Session, ticket: Ticket, organization_id: int | None, segment: str | None
+) -> SlaPolicy | None:
     matching = session.scalars(
         select(SlaPolicy)
         .where(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass
@@ -11,10 +12,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
-from centrala.core.db import get_sessionmaker, hide_sql_parameters, session_scope
+from centrala.core.db import get_read_sessionmaker, get_sessionmaker, hide_sql_parameters, session_scope
 from centrala.core.errors import DeliveryError, InvalidInputError, TemporaryFailure, TransientDeliveryError
-from centrala.core.queue import enqueue_after_commit
-from centrala.core.settings import get_settings
+from centrala.core.queue import PendingJob, enqueue_after_commit, enqueue_now, release_coalesced
+from centrala.core.settings import Settings, get_settings
 from centrala.ingest.calls import (
     find_unfinished_calls,
     record_reconciled_status,
@@ -22,8 +23,20 @@ from centrala.ingest.calls import (
     requeue_stale_call_events,
 )
 from centrala.ingest.calls import process_call_event as process_call_event_service
-from centrala.ingest.ledger import purge_raw_mail, requeue_stale_emails
-from centrala.ingest.process import lock_inbound_email, quarantine
+from centrala.ingest.ledger import DRAIN_EMAILS_JOB, DRAIN_EMAILS_KEY, purge_raw_mail, requeue_stale_emails
+from centrala.ingest.process import (
+    PARENT_PENDING,
+    PARENT_WAIT,
+    ParsedRow,
+    ProcessOutcome,
+    lock_inbound_email,
+    note_message_ids,
+    parse_reserved_emails,
+    process_pending_emails,
+    quarantine,
+    reserve_pending_emails,
+    stamp_processed,
+)
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
 from centrala.mail.send import transport_from_settings
 from centrala.portal.auth import issue_sign_in_link
@@ -70,6 +83,81 @@ def process_inbound_email(inbound_id: int) -> dict[str, object]:
         finally:
             session.close()
     raise AssertionError("unreachable")
+
+
+def drain_inbound_emails() -> dict[str, int]:
+    """Process pending raw inbound e-mails in batches, one transaction each, until none is left.
+
+    Safe to run any number of times, on any number of workers at once (on PostgreSQL each batch takes its rows
+    FOR UPDATE SKIP LOCKED). A database error is raised with the batch rolled back; its rows stay pending for
+    the next drain, which the next commit of a new row or the sweeper queues. After ``ingest_drain_seconds``
+    the job queues a fresh drain and returns, so that the jobs waiting behind it (sends, SLA checks) run.
+    """
+    release_coalesced(DRAIN_EMAILS_KEY)
+    settings = get_settings()
+    blobs = BlobStore(settings.blob_dir)
+    deadline = time.monotonic() + settings.ingest_drain_seconds
+    counts: collections.Counter[str] = collections.Counter()
+    hold = timedelta(seconds=settings.sweep_after_seconds)
+    while True:
+        with session_scope() as session:
+            ids = reserve_pending_emails(
+                session=session, limit=settings.ingest_batch_size, now=clock.now(), hold=hold
+            )
+        if not ids:
+            break
+        # Parsed before the write transaction: the CPU-heavy part holds no lock (on SQLite: the only writer's).
+        read_session = get_read_sessionmaker()()
+        try:
+            parsed = parse_reserved_emails(session=read_session, ids=ids, blobs=blobs)
+        finally:
+            read_session.close()
+        with session_scope() as session:
+            note_message_ids(session=session, parsed=parsed)
+        outcomes = _record_reserved(ids, parsed, blobs=blobs, settings=settings)
+        counts.update(outcome.status.value for outcome in outcomes)
+        if any(outcome.reason == PARENT_PENDING for outcome in outcomes):
+            # Replies waiting for their parent: a drain for when they may go (moved by the scheduler).
+            enqueue_now([PendingJob(DRAIN_EMAILS_JOB, at=clock.now() + PARENT_WAIT)])
+        if len(ids) < settings.ingest_batch_size:
+            break
+        if time.monotonic() >= deadline:
+            enqueue_now([PendingJob(DRAIN_EMAILS_JOB)])
+            break
+    if counts:
+        log.info("drained inbound e-mail: %s", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    return dict(counts)
+
+
+def _record_reserved(
+    ids: list[int], parsed: dict[int, ParsedRow], *, blobs: BlobStore, settings: Settings
+) -> list[ProcessOutcome]:
+    """Process a drain's reserved rows in transactions of at most ``ingest_transaction_ms`` each: on SQLite
+    every SMTP commit waits for the one writer, so a long batch would hold up every sender's 250."""
+    outcomes: list[ProcessOutcome] = []
+    remaining = ids
+    while remaining:
+        session = get_sessionmaker()()
+        try:
+            done = process_pending_emails(
+                session=session, now=clock.now(), blobs=blobs, settings=settings, limit=len(remaining),
+                ids=remaining, parsed=parsed, until=time.monotonic() + settings.ingest_transaction_ms / 1000,
+            )
+            # processed_at says when the message was done: the batch's end, not its start.
+            stamp_processed(session=session, outcomes=done, now=clock.now())
+            session.commit()
+        except DBAPIError as error:
+            session.rollback()
+            hide_sql_parameters(error)  # rq logs the error it retries; the parameters hold the message
+            raise
+        finally:
+            session.close()
+        if not done:
+            break  # the rest is no longer pending: another drain, or a replay, took it
+        outcomes += done
+        finished = {outcome.inbound_id for outcome in done}
+        remaining = [inbound_id for inbound_id in remaining if inbound_id not in finished]
+    return outcomes
 
 
 def _quarantine_after_error(inbound_id: int, error: Exception) -> dict[str, object]:

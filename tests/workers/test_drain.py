@@ -1,0 +1,271 @@
+"""The inbound drain on committed rows: batches, reservations, concurrent drains, a bad message in a batch,
+and the one drain job that any number of new rows queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from centrala.core import clock
+from centrala.core.db import get_sessionmaker, is_postgresql
+from centrala.core.queue import enqueue_after_commit, get_queue, savepoint
+from centrala.core.settings import get_settings
+from centrala.ingest import process
+from centrala.ingest.ledger import DRAIN_EMAILS_JOB, record_inbound_email
+from centrala.ingest.models import InboundEmail, InboundStatus
+from centrala.ingest.process import PARENT_WAIT, reserve_pending_emails
+from centrala.tickets.models import Contact, Direction, Interaction, OutboundEmail, Ticket
+from centrala.workers import jobs
+from tests.support.mails import make_mail
+
+SENDERS = 7
+
+
+@pytest.fixture()
+def db(committed_db, redis_url):
+    """Sessions whose commits are real (and send their jobs to the run's Redis); tables emptied afterwards."""
+    queue = get_queue()
+    queue.empty()
+    jobs.release_coalesced(jobs.DRAIN_EMAILS_KEY)
+    yield get_sessionmaker()
+    queue.empty()
+    jobs.release_coalesced(jobs.DRAIN_EMAILS_KEY)
+
+
+@pytest.fixture()
+def job_settings(monkeypatch, tmp_path):
+    """The settings the jobs read: the run's, with a private var folder and ``updates``."""
+
+    def use(**updates):
+        settings = get_settings().model_copy(
+            update={"var_dir": tmp_path / "var", "mailboxes": ["support@localhost"], **updates}
+        )
+        monkeypatch.setattr(jobs, "get_settings", lambda: settings)
+        return settings
+
+    return use
+
+
+def store(db, raws: list[bytes], blobs) -> list[int]:
+    """Commit ``raws`` to the ledger as the SMTP server does, in one transaction; their ids."""
+    with db() as session:
+        ids = [
+            record_inbound_email(
+                session=session,
+                raw=raw,
+                mailbox="support@localhost",
+                mail_from="customer@example.cz",
+                rcpt_tos=["support@localhost"],
+                now=clock.now(),
+                blobs=blobs,
+            ).id
+            for raw in raws
+        ]
+        session.commit()
+    return ids
+
+
+def is_reply(n: int) -> bool:
+    return n >= SENDERS and n % 3 == 0
+
+
+def conversation(count: int) -> list[bytes]:
+    """``count`` mails from a few senders in turn; every third one after the first round replies to that
+    sender's previous mail."""
+    raws = []
+    for n in range(count):
+        parent = n - SENDERS if is_reply(n) else None
+        raws.append(
+            make_mail(
+                sender=f"Zákazník {n % SENDERS} <customer{n % SENDERS}@example.cz>",
+                subject=f"Re: Dotaz {parent}" if parent is not None else f"Dotaz {n}",
+                message_id=f"<drain-{n}@example.cz>",
+                in_reply_to=f"<drain-{parent}@example.cz>" if parent is not None else None,
+            )
+        )
+    return raws
+
+
+def new_tickets(count: int) -> int:
+    return sum(not is_reply(n) for n in range(count))
+
+
+def ledger(db) -> dict[str, object]:
+    with db() as session:
+        statuses = Counter(session.scalars(select(InboundEmail.status)))
+        attempts = Counter(session.scalars(select(InboundEmail.attempts)))
+        inbound = select(Interaction.external_id).where(Interaction.direction == Direction.INBOUND)
+        return {
+            "statuses": dict(statuses),
+            "attempts": dict(attempts),
+            "interactions": len(list(session.scalars(inbound))),
+            "distinct_ids": len(set(session.scalars(inbound))),
+            "tickets": session.scalar(select(func.count()).select_from(Ticket)),
+            "contacts": session.scalar(select(func.count()).select_from(Contact)),
+        }
+
+
+def test_drain_processes_every_pending_row_in_batches_of_the_configured_size(db, job_settings, blobs):
+    job_settings(ingest_batch_size=4)
+    store(db, conversation(10), blobs)
+
+    counts = jobs.drain_inbound_emails()
+
+    assert counts == {"processed": 10}
+    state = ledger(db)
+    assert state["statuses"] == {InboundStatus.PROCESSED: 10}
+    assert state["attempts"] == {1: 10}
+    # Mails 9 replies to mail 2 (another batch); replies thread across batches and within one.
+    assert state["tickets"] == new_tickets(10) == 9
+    assert state["contacts"] == SENDERS
+
+
+def test_a_message_without_a_sender_is_quarantined_and_the_rest_of_its_batch_is_processed(
+    db, job_settings, blobs
+):
+    job_settings(ingest_batch_size=10)
+    good = conversation(3)
+    bad = b"Subject: nobody wrote this\r\nMessage-ID: <nobody@example.cz>\r\n\r\nNo From header.\r\n"
+    [first, broken, *rest] = store(db, [good[0], bad, *good[1:]], blobs)
+
+    counts = jobs.drain_inbound_emails()
+
+    assert counts == {"processed": 3, "quarantined": 1}
+    with db() as session:
+        row = session.get(InboundEmail, broken)
+        assert row.status == InboundStatus.QUARANTINED
+        assert "sender" in row.reason
+        assert row.raw == bad
+        assert [session.get(InboundEmail, i).status for i in (first, *rest)] == [InboundStatus.PROCESSED] * 3
+
+
+def test_rows_reserved_by_one_drain_are_passed_over_by_another_until_the_hold_ends(db, blobs):
+    ids = store(db, conversation(6), blobs)
+    hold = timedelta(seconds=60)
+    now = clock.now()
+
+    with db() as session:
+        first = reserve_pending_emails(session=session, limit=4, now=now, hold=hold)
+        session.commit()
+    with db() as session:
+        second = reserve_pending_emails(session=session, limit=4, now=now, hold=hold)
+        session.commit()
+    with db() as session:
+        after_hold = reserve_pending_emails(session=session, limit=10, now=now + hold, hold=hold)
+        session.commit()
+
+    assert first == ids[:4]
+    assert second == ids[4:]
+    # A drain that died with its reservation: its rows come back once the hold is over.
+    assert after_hold == ids
+
+
+@pytest.mark.parametrize("drains", [2, 3])
+def test_concurrent_drains_never_process_a_row_twice_nor_leave_one(db, job_settings, blobs, drains):
+    job_settings(ingest_batch_size=5)
+    count = 90
+    store(db, conversation(count), blobs)
+    start = threading.Barrier(drains)
+    results: list[dict[str, int]] = []
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            start.wait(10)
+            results.append(jobs.drain_inbound_emails())
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=drain) for _ in range(drains)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert errors == []
+    # A reply whose parent was still in another drain's batch waited; the scheduler would queue its drain.
+    for _ in range(20):
+        if not ledger(db)["statuses"].get(InboundStatus.RECEIVED):
+            break
+        time.sleep(PARENT_WAIT.total_seconds())
+        results.append(jobs.drain_inbound_emails())
+    # Every row counted once over all drains: none was processed by two of them.
+    done = sum((Counter(result) for result in results), Counter())
+    assert done["processed"] == count
+    assert set(done) <= {"processed", "received"}
+    state = ledger(db)
+    assert state["statuses"] == {InboundStatus.PROCESSED: count}
+    assert state["interactions"] == state["distinct_ids"] == count
+    assert state["contacts"] == SENDERS
+    assert state["tickets"] == new_tickets(count)
+    if is_postgresql(get_sessionmaker()().get_bind()):
+        # Row locks let the drains work side by side: each took a share.
+        assert all(result.get("processed", 0) > 0 for result in results)
+
+
+def test_many_committed_rows_queue_one_drain_and_a_started_drain_lets_the_next_row_queue_another(db, blobs):
+    queue = get_queue()
+
+    store(db, conversation(3), blobs)
+    store(db, [make_mail(message_id="<later@example.cz>")], blobs)
+
+    assert [job.func_name for job in queue.jobs] == [DRAIN_EMAILS_JOB]
+    jobs.release_coalesced(jobs.DRAIN_EMAILS_KEY)  # what the drain does as it starts
+    store(db, [make_mail(message_id="<after-start@example.cz>")], blobs)
+    assert [job.func_name for job in queue.jobs] == [DRAIN_EMAILS_JOB, DRAIN_EMAILS_JOB]
+
+
+def test_a_rolled_back_savepoint_forgets_the_jobs_queued_inside_it(db):
+    queue = get_queue()
+    with db() as session:
+        enqueue_after_commit(session, "centrala.workers.jobs.check_sla_clock", 1, job_id="kept")
+        with pytest.raises(RuntimeError), savepoint(session):
+            enqueue_after_commit(session, "centrala.workers.jobs.check_sla_clock", 2, job_id="dropped")
+            raise RuntimeError("this message cannot be processed")
+        session.commit()
+
+    assert queue.job_ids == ["kept"]
+
+
+def test_the_sweeper_queues_a_drain_for_rows_left_pending(db, job_settings, blobs, monkeypatch):
+    job_settings(sweep_after_seconds=60.0)
+    store(db, conversation(2), blobs)
+    get_queue().empty()
+    later = clock.now() + timedelta(minutes=5)
+    monkeypatch.setattr(clock, "now", lambda: later)
+
+    assert jobs.sweep_stale_emails() == 2
+    assert [job.func_name for job in get_queue().jobs] == [DRAIN_EMAILS_JOB]
+
+
+def test_a_message_our_code_fails_on_is_quarantined_and_its_batch_keeps_the_others_and_their_jobs(
+    db, job_settings, blobs, monkeypatch
+):
+    job_settings(ingest_batch_size=10)
+    real_open_ticket = process.open_ticket
+
+    def open_ticket(**kwargs):
+        if kwargs["subject"] == "Dotaz 1":
+            raise RuntimeError("a bug met by this message only")
+        return real_open_ticket(**kwargs)
+
+    monkeypatch.setattr(process, "open_ticket", open_ticket)
+    first, failing, last = store(db, conversation(3), blobs)
+    get_queue().empty()
+
+    counts = jobs.drain_inbound_emails()
+
+    assert counts == {"processed": 2, "quarantined": 1}
+    with db() as session:
+        assert session.get(InboundEmail, failing).reason == "processing failed: RuntimeError"
+        assert session.get(InboundEmail, failing).status == InboundStatus.QUARANTINED
+        assert [session.get(InboundEmail, i).status for i in (first, last)] == [InboundStatus.PROCESSED] * 2
+        acknowledgements = session.scalars(select(OutboundEmail.id).order_by(OutboundEmail.id)).all()
+    # The two acknowledgements' send jobs survived the failed message's rollback; none for the failed one.
+    assert len(acknowledgements) == 2
+    assert sorted(get_queue().job_ids) == sorted(f"outbound-email-{i}" for i in acknowledgements)
