@@ -1,0 +1,41 @@
+"""console list indexes
+
+Revision ID: 0016
+Revises: 0013
+Create Date: 2026-11-23
+
+The console's ticket lists read newest first: all tickets, one queue's, one agent's open work. The single-column
+indexes on contact_id, assignee_id and queue_id are replaced by composite ones that lead with the same column.
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+import centrala.core.db  # noqa: F401  (column types some migrations use)
+
+
+revision = '0016'
+down_revision = '0013'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('ticket', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ticket_assignee_id'))
+        batch_op.drop_index(batch_op.f('ix_ticket_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_ticket_queue_id'))
+        batch_op.create_index(batch_op.f('ix_ticket_assignee_id_status_updated_at'), ['assignee_id', 'status', 'updated_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ticket_queue_id_updated_at_id'), ['queue_id', 'updated_at', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ticket_updated_at_id'), ['updated_at', 'id'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('ticket', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ticket_updated_at_id'))
+        batch_op.drop_index(batch_op.f('ix_ticket_queue_id_updated_at_id'))
+        batch_op.drop_index(batch_op.f('ix_ticket_assignee_id_status_updated_at'))
+        batch_op.create_index(batch_op.f('ix_ticket_queue_id'), ['queue_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ticket_contact_id'), ['contact_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ticket_assignee_id'), ['assignee_id'], unique=False)
+
