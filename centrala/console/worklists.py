@@ -61,8 +61,8 @@ def work_lists(*, session: Session, agent: Agent) -> WorkLists:
 def _nearest_due(session: Session, *conditions: object) -> list[WorkItem]:
     """Open tickets by their nearest running clock's due instant, nearest first.
 
-    The running clocks are read in due order along ``ix_sla_clock_state_due_at`` and each ticket is taken at its
-    first (nearest) clock, so a full list costs a few hundred index entries; grouping every running clock by
+    The running clocks are read in due order along ``ix_sla_clock_state_due_at_id`` and each ticket is taken at
+    its first (nearest) clock, so a full list costs a few hundred index entries; grouping every running clock by
     ticket first cost a pass over all of them.
     """
     nearest: dict[int, datetime] = {}
@@ -77,7 +77,7 @@ def _nearest_due(session: Session, *conditions: object) -> list[WorkItem]:
                 Ticket.status.in_(OPEN_STATES),
                 *conditions,  # type: ignore[arg-type]
             )
-            .order_by(SlaClock.due_at, SlaClock.ticket_id)
+            .order_by(SlaClock.due_at, SlaClock.id)
             .limit(batch)
             .offset(offset)
         ).all()

@@ -592,7 +592,9 @@ class SlaClock(Base):
     __table_args__ = (
         UniqueConstraint("ticket_id", "metric", "cycle"),
         Index(None, "next_check_at"),
-        Index(None, "state", "due_at"),
+        # Running clocks nearest due first, in a total order (the console's "breaching soon" reads it until its
+        # list is full; PostgreSQL would otherwise sort every running clock to break ties by id).
+        Index(None, "state", "due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

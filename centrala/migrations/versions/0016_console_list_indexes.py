@@ -4,8 +4,10 @@ Revision ID: 0016
 Revises: 0013
 Create Date: 2026-11-23
 
-The console's ticket lists read newest first: all tickets, one queue's, one agent's open work. The single-column
-indexes on contact_id, assignee_id and queue_id are replaced by composite ones that lead with the same column.
+The console's lists read newest first (all tickets, one queue's, one agent's open work) and its "breaching soon"
+reads running clocks nearest due first. The single-column indexes on the ticket's contact_id, assignee_id and
+queue_id are replaced by composite ones that lead with the same column, and the clocks' (state, due_at) index
+gains id, so that it gives a total order.
 """
 
 from alembic import op
@@ -21,6 +23,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('sla_clock', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sla_clock_state_due_at'))
+        batch_op.create_index(batch_op.f('ix_sla_clock_state_due_at_id'), ['state', 'due_at', 'id'], unique=False)
+
     with op.batch_alter_table('ticket', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ticket_assignee_id'))
         batch_op.drop_index(batch_op.f('ix_ticket_contact_id'))
@@ -38,4 +44,8 @@ def downgrade() -> None:
         batch_op.create_index(batch_op.f('ix_ticket_queue_id'), ['queue_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_ticket_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_ticket_assignee_id'), ['assignee_id'], unique=False)
+
+    with op.batch_alter_table('sla_clock', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sla_clock_state_due_at_id'))
+        batch_op.create_index(batch_op.f('ix_sla_clock_state_due_at'), ['state', 'due_at'], unique=False)
 
