@@ -48,4 +48,3 @@ def downgrade() -> None:
     with op.batch_alter_table('sla_clock', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sla_clock_state_due_at_id'))
         batch_op.create_index(batch_op.f('ix_sla_clock_state_due_at'), ['state', 'due_at'], unique=False)
-
