@@ -217,6 +217,7 @@ def _status_for(rng: random.Random, age_days: float) -> str:
 def _fill(engine, *, tickets: int, contacts: int, seed: int, now: datetime) -> Seeded:
     """Insert the data set in bulk, in transactions of a few tens of thousands of tickets."""
     from sqlalchemy import insert
+    from sqlalchemy.exc import DBAPIError
 
     from centrala.core.db import is_postgresql
     from centrala.tickets.agents import hash_token
@@ -684,10 +685,19 @@ def _fill(engine, *, tickets: int, contacts: int, seed: int, now: datetime) -> S
                 connection.exec_driver_sql(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
                 )
+    # Settle as a running installation would have: PostgreSQL vacuumed and analysed (autovacuum does it soon
+    # after such a load) and its dirty pages written; SQLite's write-ahead log folded into the database file.
     if postgresql:
-        # What autovacuum does shortly after such a load.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM (ANALYZE)")
+            try:
+                connection.exec_driver_sql("CHECKPOINT")
+            except DBAPIError as error:  # only superusers (and pg_checkpoint) may
+                _log(f"no CHECKPOINT: {error.orig}")
+    else:
+        engine.dispose()
+        with engine.connect() as connection:
+            connection.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return seeded
 
 
@@ -775,28 +785,44 @@ def _start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"centrala web did not answer within 60 s; see {folder / 'web.log'}")
 
 
-def _measure(base: str, cookie: str, pages: dict[str, list[str]], requests: int) -> dict[str, list[float]]:
-    """Each page ``requests`` times, the pages interleaved so that a burst of other load hits them all alike."""
+def _measure(
+    base: str, cookies: dict[str, str], pages: dict[str, dict[str, list[str]]], requests: int
+) -> dict[str, dict[str, list[float]]]:
+    """Each page ``requests`` times per role, roles and pages interleaved so that a burst of other load (or the
+    database settling after the fill) hits them all alike."""
     import httpx
 
     from centrala.console.web import SESSION_COOKIE
 
-    timings: dict[str, list[float]] = {name: [] for name in pages}
-    headers = {"Cookie": f"{SESSION_COOKIE}={cookie}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=30, follow_redirects=False) as client:
-        for name, urls in pages.items():
-            for url in urls[:10] * (1 if len(urls) >= 10 else 10 // len(urls)):
-                response = client.get(url)
-                if response.status_code != 200:
-                    raise SystemExit(f"{url} answered {response.status_code}: {response.text[:300]}")
+    timings = {role: {name: [] for name in pages[role]} for role in cookies}
+    clients = {
+        role: httpx.Client(
+            base_url=base,
+            headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
+            timeout=30,
+            follow_redirects=False,
+        )
+        for role, cookie in cookies.items()
+    }
+    try:
+        for role, client in clients.items():
+            for urls in pages[role].values():
+                for url in urls[:10] * (1 if len(urls) >= 10 else 10 // len(urls)):
+                    response = client.get(url)
+                    if response.status_code != 200:
+                        raise SystemExit(f"{url} answered {response.status_code}: {response.text[:300]}")
         for i in range(requests):
-            for name, urls in pages.items():
-                url = urls[i % len(urls)]
-                started = time.perf_counter()
-                response = client.get(url)
-                timings[name].append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200:
-                    raise SystemExit(f"{url} answered {response.status_code}")
+            for role, client in clients.items():
+                for name, urls in pages[role].items():
+                    url = urls[i % len(urls)]
+                    started = time.perf_counter()
+                    response = client.get(url)
+                    timings[role][name].append((time.perf_counter() - started) * 1000)
+                    if response.status_code != 200:
+                        raise SystemExit(f"{url} answered {response.status_code}")
+    finally:
+        for client in clients.values():
+            client.close()
     return timings
 
 
@@ -954,11 +980,12 @@ def main() -> int:
         pages = {role: _pages(seeded, role=role, rng=rng) for role in cookies}
         server, base = _start_server(folder)
         load_before = os.getloadavg()
-        results: dict[str, dict[str, dict[str, float]]] = {}
-        for role, cookie in cookies.items():
-            _log(f"measuring {args.requests} requests of each page as the {role}")
-            timings = _measure(base, cookie, pages[role], args.requests)
-            results[role] = {name: _figures(values) for name, values in timings.items()}
+        _log(f"measuring {args.requests} requests of each page as the agent and as the supervisor")
+        timings = _measure(base, cookies, pages, args.requests)
+        results = {
+            role: {name: _figures(values) for name, values in by_page.items()}
+            for role, by_page in timings.items()
+        }
         load_after = os.getloadavg()
         server.terminate()
         server.wait(timeout=30)
