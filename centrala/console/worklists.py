@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from centrala.tickets.agents import may_work_ticket, queue_ids_of, workable_tickets
+from centrala.tickets.agents import may_work, may_work_ticket, queue_ids_of, workable_tickets
 from centrala.tickets.models import (
     Agent,
     ClockState,
@@ -54,22 +55,48 @@ def work_lists(*, session: Session, agent: Agent) -> WorkLists:
     waiting = _items(
         session, Ticket.status.in_((TicketStatus.PENDING, TicketStatus.THIRD_PARTY)), *in_my_queues
     )
-    due = (
-        select(SlaClock.ticket_id, func.min(SlaClock.due_at).label("due_at"))
-        .where(SlaClock.state == ClockState.RUNNING, SlaClock.due_at.is_not(None))
-        .group_by(SlaClock.ticket_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Ticket, due.c.due_at)
-        .join(due, due.c.ticket_id == Ticket.id)
-        .where(Ticket.status.in_(OPEN_STATES), *in_my_queues)
-        .order_by(due.c.due_at, Ticket.id)
-        .limit(LIST_LIMIT)
-        .options(selectinload(Ticket.contact).selectinload(Contact.emails), selectinload(Ticket.queue))
-    ).all()
-    breaching = [WorkItem(ticket, due_at) for ticket, due_at in rows]
+    breaching = _nearest_due(session, *in_my_queues)
     return WorkLists(mine=mine, unassigned=unassigned, waiting=waiting, breaching=breaching)
+
+
+def _nearest_due(session: Session, *conditions: object) -> list[WorkItem]:
+    """Open tickets by their nearest running clock's due instant, nearest first.
+
+    The running clocks are read in due order along ``ix_sla_clock_state_due_at_id`` and each ticket is taken at
+    its first (nearest) clock, so a full list costs a few hundred index entries; grouping every running clock by
+    ticket first cost a pass over all of them.
+    """
+    nearest: dict[int, datetime] = {}
+    batch, offset = 3 * LIST_LIMIT, 0
+    while len(nearest) < LIST_LIMIT:
+        rows = session.execute(
+            select(SlaClock.ticket_id, SlaClock.due_at)
+            .join(Ticket, Ticket.id == SlaClock.ticket_id)
+            .where(
+                SlaClock.state == ClockState.RUNNING,
+                SlaClock.due_at.is_not(None),
+                Ticket.status.in_(OPEN_STATES),
+                *conditions,  # type: ignore[arg-type]
+            )
+            .order_by(SlaClock.due_at, SlaClock.id)
+            .limit(batch)
+            .offset(offset)
+        ).all()
+        for ticket_id, due_at in rows:
+            if len(nearest) < LIST_LIMIT:
+                nearest.setdefault(ticket_id, due_at)
+        if len(rows) < batch:
+            break
+        offset += batch
+    tickets = {
+        ticket.id: ticket
+        for ticket in session.scalars(
+            select(Ticket)
+            .where(Ticket.id.in_(list(nearest)))
+            .options(selectinload(Ticket.contact).selectinload(Contact.emails), selectinload(Ticket.queue))
+        )
+    }
+    return [WorkItem(tickets[ticket_id], due_at) for ticket_id, due_at in nearest.items()]
 
 
 def _items(session: Session, *conditions: object) -> list[WorkItem]:
@@ -86,6 +113,12 @@ def _items(session: Session, *conditions: object) -> list[WorkItem]:
 def can_work(*, session: Session, agent: Agent, ticket: Ticket) -> bool:
     """Whether ``agent`` may open and work ``ticket`` (see ``tickets.agents.may_work_ticket``)."""
     return may_work_ticket(session=session, agent=agent, ticket=ticket)
+
+
+def workable_ticket_ids(*, session: Session, agent: Agent, tickets: Iterable[Ticket]) -> set[int]:
+    """The ids of those of ``tickets`` that ``agent`` may open (as ``can_work``), asking for their queues once."""
+    queues = queue_ids_of(session=session, agent=agent)
+    return {ticket.id for ticket in tickets if may_work(agent=agent, queues=queues, ticket=ticket)}
 
 
 @dataclass(frozen=True)

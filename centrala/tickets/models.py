@@ -357,6 +357,11 @@ class Ticket(Base):
         Index(None, "status", "updated_at"),
         # A customer's cases, most recently updated first: the portal's list is a range scan of this index.
         Index(None, "contact_id", "updated_at", "id"),
+        # The console's lists, newest first: every ticket (filtered as it is read), one queue, one agent's
+        # open work (bench/console.py measures them).
+        Index(None, "updated_at", "id"),
+        Index(None, "queue_id", "updated_at", "id"),
+        Index(None, "assignee_id", "status", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -365,9 +370,10 @@ class Ticket(Base):
     priority: Mapped[TicketPriority] = mapped_column(str_enum(TicketPriority), default=TicketPriority.NORMAL)
     channel: Mapped[Channel] = mapped_column(str_enum(Channel))
     mailbox: Mapped[str | None] = mapped_column(String(320))
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
-    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id", ondelete="SET NULL"), index=True)
-    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="SET NULL"), index=True)
+    # Indexed by the composite indexes above, which lead with these columns.
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id", ondelete="SET NULL"))
+    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -688,7 +694,9 @@ class SlaClock(Base):
     __table_args__ = (
         UniqueConstraint("ticket_id", "metric", "cycle"),
         Index(None, "next_check_at"),
-        Index(None, "state", "due_at"),
+        # Running clocks nearest due first, in a total order (the console's "breaching soon" reads it until its
+        # list is full; PostgreSQL would otherwise sort every running clock to break ties by id).
+        Index(None, "state", "due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
