@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from centrala.console.charts import bar_chart
 from centrala.console.worklists import (
+    PAGE_SIZE,
     TicketFilter,
     can_work,
     filtered_tickets,
@@ -384,6 +385,7 @@ def tickets_page(
     request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep,
     status: Annotated[list[str] | None, Query()] = None, priority: str = "", queue: str = "",
     organization: str = "", assignee: str = "", done: str | None = None, type: str = "", tag: str = "",
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
     statuses = tuple(TicketStatus(value) for value in (status or []) if value in set(TicketStatus))
     filters = TicketFilter(
@@ -395,7 +397,11 @@ def tickets_page(
         case_type=type if type in set(CaseType) else None,
         tag="-".join(tag.strip().lower().split())[:50] or None,
     )
-    items = filtered_tickets(session=session, agent=current.agent, filters=filters)
+    # One row more than a page says whether there is a next one.
+    items = filtered_tickets(session=session, agent=current.agent, filters=filters, limit=PAGE_SIZE + 1,
+                             offset=(page - 1) * PAGE_SIZE)
+    more, items = len(items) > PAGE_SIZE, items[:PAGE_SIZE]
+    paging = [(key, value) for key, value in request.query_params.multi_items() if key not in ("page", "done")]
     return render(
         request, settings, "tickets.html", current=current, items=items, filters=filters, assignee=assignee,
         statuses=list(TicketStatus), priorities=list(TicketPriority), case_types=list(CaseType),
@@ -404,7 +410,9 @@ def tickets_page(
         organizations=session.execute(
             select(Organization.id, Organization.name).order_by(Organization.name)
         ).all(),
-        done=done, query=str(request.url.query),
+        done=done, query=str(request.url.query), page=page, more=more,
+        previous_url="/console/tickets?" + urlencode([*paging, ("page", page - 1)]) if page > 1 else None,
+        next_url="/console/tickets?" + urlencode([*paging, ("page", page + 1)]) if more else None,
     )
 
 

@@ -481,3 +481,32 @@ def test_the_timeline_shows_calls_with_their_recording_and_sla_events_in_order(w
     assert f'<audio controls preload="none" src="/console/calls/{call.id}/recording"' in page
     listened = web.get(f"/console/calls/{call.id}/recording")
     assert listened.status_code == 200 and listened.content == b"ID3 fake mp3 bytes"
+
+
+def test_the_ticket_list_pages_through_fifty_at_a_time_keeping_its_filters(web, session):
+    from datetime import timedelta
+
+    agent, _ = _agent(session, "alena@centrala.test", "Alena")
+    contact = make_contact(session, name="Jana", emails=["jana@example.cz"])
+    tickets = [
+        make_ticket(
+            session,
+            contact=contact,
+            subject=f"Case {n}",
+            status=TicketStatus.OPEN,
+            updated_at=NOW + timedelta(minutes=n),
+        )
+        for n in range(60)
+    ]
+    make_ticket(session, contact=contact, subject="Closed one", status=TicketStatus.CLOSED)
+    session.flush()
+    sign_in(web)
+
+    first = web.get("/console/tickets", params={"status": "open"}).text
+    shown = set(re.findall(r'href="/console/tickets/(T-\d+)"', first))
+    assert shown == {ticket.number for ticket in tickets[10:]}  # the 50 most recently updated
+    older = re.search(r'<a href="([^"]+)" rel="next">', first).group(1).replace("&amp;", "&")
+    assert "status=open" in older and "page=2" in older
+    second = web.get(older).text
+    assert set(re.findall(r'href="/console/tickets/(T-\d+)"', second)) == {t.number for t in tickets[:10]}
+    assert 'rel="next"' not in second and 'rel="prev"' in second
