@@ -14,7 +14,7 @@ from datetime import datetime
 from difflib import SequenceMatcher
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.tickets.models import (
@@ -70,7 +70,8 @@ def duplicate_suggestions(*, session: Session, contact: Contact, limit: int = 10
         select(Contact)
         .where(or_(*conditions), Contact.id != contact.id, Contact.merged_into_id.is_(None))
         .order_by(Contact.updated_at.desc())
-        .limit(200)
+        .limit(50)
+        .options(selectinload(Contact.phones), selectinload(Contact.emails))
     ).all()
     own_numbers, own_locals = set(numbers), local_parts
     found = []
