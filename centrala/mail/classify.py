@@ -397,7 +397,8 @@ def _subject(message: Message) -> str:
         pass
     try:
         return str(email.header.make_header(email.header.decode_header(raw)))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+    except (LookupError, UnicodeError, ValueError, email.errors.MessageError):
+        # MessageError covers HeaderParseError and CharsetError (an encoded word's charset label not ASCII)
         return raw
 
 
