@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from centrala.core.text import single_line
 from centrala.tickets.models import (
     Channel,
     Contact,
@@ -145,7 +146,7 @@ def clean_subject(subject: str) -> str:
     """The subject without reply prefixes and our ticket tag, for a new ticket's title."""
     subject = _SUBJECT_TAG.sub("", subject)
     subject = _REPLY_PREFIX.sub("", subject)
-    return " ".join(subject.split())[:500]
+    return single_line(subject)[:500]
 
 
 def open_ticket(
