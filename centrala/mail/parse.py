@@ -397,10 +397,12 @@ def _without_nul(value: str) -> str:
 
 
 def _message_ids(value: str) -> list[str]:
-    return _MSG_ID.findall(value)[:100]
+    # RFC 6532 §3.2 allows UTF-8 in ids; the parser hands raw 8-bit bytes over surrogate-escaped.
+    return _MSG_ID.findall(_unescape(value))[:100]
 
 
 def _first_message_id(value: str) -> str | None:
+    value = _unescape(value)
     ids = _message_ids(value)
     if ids:
         return ids[0]

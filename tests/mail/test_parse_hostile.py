@@ -108,3 +108,32 @@ def test_lone_surrogates_from_utf7_become_replacement_characters():
     )
     assert parsed.subject == "a\ufffdb"
     assert parsed.text == "a\ufffdb"
+
+
+@pytest.mark.parametrize(
+    ("raw_id", "expected"),
+    [(b"<came\xc3\xa9@pony>", "cameé@pony"), (b"<came\x80@pony>", "came€@pony")],
+)
+def test_8bit_message_ids_are_decoded_not_left_surrogate_escaped(raw_id, expected):
+    # The escaped bytes reached the database driver, which cannot encode them (UnicodeEncodeError).
+    parsed = parse_email(
+        HEAD + b"Subject: x\r\nMessage-ID: " + raw_id + b"\r\nIn-Reply-To: " + raw_id + b"\r\n\r\nhi\r\n"
+    )
+    assert parsed.message_id == expected
+    assert parsed.in_reply_to == [expected]
+
+
+def test_bounce_with_8bit_original_message_id_reports_no_id():
+    from centrala.mail.classify import MailKind
+
+    parsed = parse_email(
+        b"From: MAILER-DAEMON@mx.example.net\r\nTo: support@localhost\r\nSubject: Undelivered Mail\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        b"Final-Recipient: rfc822; jana@example.cz\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        b"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <ours\xc3\xa9@centrala>\r\n\r\n--b--\r\n",
+        mail_from="",
+    )
+    assert parsed.classification.kind == MailKind.BOUNCE
+    assert parsed.classification.bounce.original_message_id is None
