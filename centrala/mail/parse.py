@@ -417,7 +417,7 @@ def is_plausible_address(address: str) -> bool:
     local, domain = address.split("@")
     if not local or not domain or "." not in domain.strip(".") and domain != "localhost":
         return False
-    return not any(c.isspace() or ord(c) < 32 or c in _NOT_IN_ADDRESS or _is_surrogate(c) for c in address)
+    return not any(c.isspace() or _is_control(c) or c in _NOT_IN_ADDRESS or _is_surrogate(c) for c in address)
 
 
 def _sender(message: EmailMessage, defects: list[str]) -> tuple[str, str]:

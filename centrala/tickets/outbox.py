@@ -30,6 +30,7 @@ from centrala.core.settings import Settings
 from centrala.mail import templates
 from centrala.mail.compose import (
     MailAddress,
+    check_address,
     OutboundAttachment,
     compose_email,
     is_safe_message_id,
@@ -195,6 +196,13 @@ def queue_acknowledgement(
         now=now,
         settings=settings,
     )
+    if reason is None:
+        try:
+            check_address("To", recipient)
+        except InvalidInputError:
+            # A non-ASCII local part needs SMTPUTF8 (RFC 6531), which we do not send; a control character
+            # is in nobody's address. The message is recorded all the same; only the automatic answer is off.
+            reason = "an address we cannot write to"
     if reason is not None:
         log.info("no acknowledgement for ticket %s: %s", ticket.number, reason)
         return None
