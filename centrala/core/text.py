@@ -13,3 +13,8 @@ def single_line(text: str) -> str:
     if any(c < " " or "\x7f" <= c <= "\x9f" for c in text):
         text = "".join(" " if c < " " or "\x7f" <= c <= "\x9f" else c for c in text)
     return " ".join(text.split())
+
+
+def without_nul(text: str | None) -> str | None:
+    """``text`` without NUL characters, which PostgreSQL refuses in text columns; None stays None."""
+    return text.replace("\x00", "") if text and "\x00" in text else text
