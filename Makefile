@@ -1,10 +1,11 @@
 # The two commands of the README: `make run` and `make test`. Both create .venv and install on first use.
+# `make faults` runs the long hostile-input tests (fuzzing the inbound path, schemathesis) left out of `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install clean
+.PHONY: run test faults install clean
 
 $(STAMP): pyproject.toml scripts/bootstrap_venv.py
 	$(PYTHON) scripts/bootstrap_venv.py $(VENV)
@@ -21,6 +22,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults -o timeout=3600 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var/test-runs

@@ -29,6 +29,7 @@ from centrala.core.embedded import embedded_redis_url
 from centrala.core.errors import (
     AuthenticationError,
     CentralaError,
+    ConfigurationError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -59,6 +60,9 @@ ERROR_STATUS: dict[type[CentralaError], int] = {
     PermissionDeniedError: 403,
     ConflictError: 409,
     TemporaryFailure: 503,
+    # A feature the operator has not configured (e.g. calls without Twilio credentials): unavailable here,
+    # not a fault of the request nor a crash.
+    ConfigurationError: 503,
 }
 
 

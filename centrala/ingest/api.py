@@ -14,6 +14,7 @@ from centrala.core.errors import ConflictError, NotFoundError
 from centrala.ingest.ledger import load_raw, replay_quarantined
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.tickets.api import SessionDep, SettingsDep, get_current_agent
+from centrala.tickets.queries import MAX_ID
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_current_agent)], tags=["inbound e-mail"])
 
@@ -42,7 +43,8 @@ def list_inbound_emails(
     session: SessionDep,
     status: InboundStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Bounded like the tickets API's offset: a larger one overflowed the database's integer (a 500).
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> list[InboundEmailRead]:
     """Inbound e-mails, newest first; ``status=quarantined`` lists the ones that need a person."""
     statement = select(InboundEmail).order_by(InboundEmail.id.desc()).limit(limit).offset(offset)

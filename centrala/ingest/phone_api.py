@@ -36,6 +36,7 @@ from centrala.tickets.models import (
 )
 from centrala.tickets.phone import CallerLog, caller_log, format_number, log_call, screen_pop
 from centrala.tickets.phone_models import Call, CallbackState, CallerMatch
+from centrala.tickets.queries import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +182,10 @@ class CallUpdate(BaseModel):
 class CallCreate(BaseModel):
     """Click-to-call: Twilio calls the customer from our line and, once they pick up, rings you."""
 
-    contact_id: int | None = None
+    # Ids bounded as database ids are: PostgreSQL refused a larger one with an error (a 500).
+    contact_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     number: str | None = Field(default=None, max_length=40, description="Instead of a contact: any number")
-    ticket_id: int | None = None
+    ticket_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     line: str | None = Field(default=None, description="Our number to call from; the first configured line")
     callback_for: str | None = Field(default=None, description="The CallSid of the missed call this returns")
 
@@ -226,7 +228,7 @@ class QueueMembership(BaseModel):
 def list_calls(
     session: SessionDep,
     queue: str | None = None,
-    agent_id: int | None = None,
+    agent_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     outcome: Literal["answered", "missed", "voicemail", "busy", "failed"] | None = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

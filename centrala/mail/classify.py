@@ -24,7 +24,9 @@ from enum import StrEnum
 MAX_REPORT_TEXT = 65_536
 MAX_RECIPIENTS = 100
 
-_MSG_ID = re.compile(r"<([^<>\s]{1,900})>")
+# Only printable ASCII: the ids a bounce reports that matter are our own, and what else it holds (raw 8-bit
+# bytes come surrogate-escaped from the parser) must not reach a database query.
+_MSG_ID = re.compile(r"<([\x21-\x3b\x3d\x3f-\x7e]{1,900})>")
 _ENHANCED_STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")  # RFC 3463 §2: class.subject.detail
 _ORIGINAL_MESSAGE_ID_LINE = re.compile(
     r"(?im)^[ \t>]*(?:x-)?(?:original-)?message-id:[ \t]*(<[^<>\s]{1,900}>)"
@@ -397,7 +399,8 @@ def _subject(message: Message) -> str:
         pass
     try:
         return str(email.header.make_header(email.header.decode_header(raw)))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+    except (LookupError, UnicodeError, ValueError, email.errors.MessageError):
+        # MessageError covers HeaderParseError and CharsetError (an encoded word's charset label not ASCII)
         return raw
 
 

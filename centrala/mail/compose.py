@@ -207,7 +207,7 @@ def compose_email(
         message["Cc"] = cc_header
     if reply_to is not None:
         message["Reply-To"] = reply_to
-    message["Subject"] = subject
+    message["Subject"] = _inert_encoded_words(subject)
     message["Date"] = email.utils.format_datetime(date)
     message["Message-ID"] = message_id
     if parent is not None:
@@ -230,7 +230,17 @@ def _address_header(header: str, item: MailAddress) -> Address:
     check_address(header, item.address)
     name = check_header_value(header, item.name).strip()
     local, _, domain = item.address.partition("@")
-    return Address(display_name=name, username=local, domain=domain)
+    return Address(display_name=_inert_encoded_words(name), username=local, domain=domain)
+
+
+def _inert_encoded_words(text: str) -> str:
+    """``text`` with RFC 2047 openers broken by a zero-width space, so that it goes out as the text it is.
+
+    The stdlib's header registry decodes anything that looks like an encoded word in a value we set, even
+    "=?x?B?..?=" in a customer's subject: unknown charsets come back as surrogates that the folder cannot
+    encode (UnicodeEncodeError), and "=?utf-8?Q?=0D=0A?=" as a line break inside the header value.
+    """
+    return text.replace("=?", "=\u200b?")
 
 
 def _message_id(header: str, value: str) -> str:

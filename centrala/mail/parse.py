@@ -43,7 +43,8 @@ from centrala.mail.classify import Classification, classify_email
 html_to_text = quotes.html_to_text
 
 # RFC 5322 §3.6.4: msg-id = "<" id-left "@" id-right ">"; we also accept ids without "@" seen in the wild.
-_MSG_ID = re.compile(r"<([^<>\s]{1,900})>")
+# No control characters: PostgreSQL refuses NUL in text, and a Message-ID is a key we store and look up.
+_MSG_ID = re.compile(r"<([^<>\s\x00-\x1f\x7f]{1,900})>")
 MAX_ADDRESS_LENGTH = 320
 _NOT_IN_ADDRESS = frozenset('<>()[],;:\\"\ufffd')
 # A From (or Sender, Reply-To) longer than this is not one author's address; it goes no further than a defect.
@@ -52,6 +53,8 @@ MAX_SENDER_CHARS = 2000
 MAX_LINE_OCTETS = 998
 # Only this much of a Subject is decoded (we keep 500 characters); the rest could only cost time.
 MAX_SUBJECT_SOURCE = 8000
+# A Content-ID longer than this is no real client's (they use 30 to 80 characters); the column holds 255.
+MAX_CONTENT_ID = 255
 # Charset guessing looks at this much of a body; the choice is the same for the rest.
 CHARSET_SAMPLE = 65_536
 
@@ -392,19 +395,33 @@ def _raw_header(message: Message, name: str) -> str:
 
 
 def _one_line(value: str) -> str:
+    """One line of display text: whitespace runs become one space, control characters (NUL...) go."""
+    if any(_is_control(c) for c in value):
+        value = "".join(" " if _is_control(c) else c for c in value)
     return " ".join(value.split())
 
 
+def _is_control(character: str) -> bool:
+    return character < " " or "\x7f" <= character <= "\x9f"
+
+
+def _without_nul(value: str) -> str:
+    """Text without NUL, which PostgreSQL refuses in text and no mail client shows (UTF-16 read as 8-bit)."""
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
 def _message_ids(value: str) -> list[str]:
-    return _MSG_ID.findall(value)[:100]
+    # RFC 6532 §3.2 allows UTF-8 in ids; the parser hands raw 8-bit bytes over surrogate-escaped.
+    return _MSG_ID.findall(_unescape(value))[:100]
 
 
 def _first_message_id(value: str) -> str | None:
+    value = _unescape(value)
     ids = _message_ids(value)
     if ids:
         return ids[0]
     value = value.strip()
-    return value[:900] if value and not any(c.isspace() for c in value) else None
+    return value[:900] if value and not any(c.isspace() or _is_control(c) for c in value) else None
 
 
 def is_plausible_address(address: str) -> bool:
@@ -414,7 +431,7 @@ def is_plausible_address(address: str) -> bool:
     local, domain = address.split("@")
     if not local or not domain or "." not in domain.strip(".") and domain != "localhost":
         return False
-    return not any(c.isspace() or ord(c) < 32 or c in _NOT_IN_ADDRESS or _is_surrogate(c) for c in address)
+    return not any(c.isspace() or _is_control(c) or c in _NOT_IN_ADDRESS or _is_surrogate(c) for c in address)
 
 
 def _sender(message: EmailMessage, defects: list[str]) -> tuple[str, str]:
@@ -552,6 +569,9 @@ _CHARSET_ALIASES: dict[str, str | None] = {
     "gb2312": "gb18030", "gbk": "gb18030", "ks_c_5601-1987": "cp949", "iso-8859-8-i": "iso-8859-8",
     "windows-874": "cp874", "x-mac-roman": "mac-roman", "utf8": "utf-8", "cp-1250": "cp1250",
 }
+# Python codecs that are no charset of any mail: they decode labels, escapes or nothing at all, raise plain
+# UnicodeError, and punycode takes quadratic time.
+_NOT_CHARSETS = frozenset({"punycode", "idna", "undefined", "unicode-escape", "raw-unicode-escape"})
 # RFC 2978 §2.3 charset names: printable ASCII without specials (and no NUL, which codecs.lookup refuses).
 _CHARSET_LABEL = re.compile(r"^[a-z0-9!#$%&'+^_`{}~.:()-]{1,40}$")
 _LEGACY_CANDIDATES = ("windows-1250", "iso-8859-2", "koi8-u", "windows-1251", "cp1252")
@@ -576,9 +596,12 @@ def decode_bytes(data: bytes, declared: str | None) -> tuple[str, str | None]:
     if codec is not None:
         try:
             text = data.decode(codec)
-        except UnicodeDecodeError:
+        except UnicodeError:  # UnicodeDecodeError, and the plain UnicodeError some codecs raise
             problem = f"UnicodeDecodeError: not {declared!r}"
         else:
+            if _has_surrogates(text):
+                # UTF-16 and UTF-7 decode unpaired surrogates, which no database, encoder or browser takes.
+                return _LONE_SURROGATE.sub("\ufffd", text), f"lone surrogates in {declared!r} replaced"
             if not (codec.startswith("iso8859") and _has_c1_controls(text)):
                 return text, None
             # Latin-1-labelled text with C1 controls is windows-125x (WHATWG treats the label that way).
@@ -608,7 +631,12 @@ def _codec(declared: str | None) -> str | None:
         info = codecs.lookup(label)
     except LookupError:
         return None
-    return info.name if getattr(info, "_is_text_encoding", True) else None
+    if info.name in _NOT_CHARSETS or not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _has_c1_controls(text: str) -> bool:
@@ -775,7 +803,7 @@ def _decode_text(part: Message, defects: list[str]) -> str:
     text, note = decode_bytes(data, charset)
     if note:
         defects.append(f"body: {note}")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _without_nul(text.replace("\r\n", "\n").replace("\r", "\n"))
     if (_param(part, "format") or "").lower() == "flowed":
         text = unflow(text, delete_space=(_param(part, "delsp") or "").lower() == "yes")
     return text
@@ -861,6 +889,9 @@ def _attachment(part: Message, content_type: str, defects: list[str], *, resourc
             # twice (encoded text and decoded bytes) until the parse ends.
             part.set_payload("")
     content_id = _first_message_id(_raw_header(part, "Content-ID"))
+    if content_id is not None and len(content_id) > MAX_CONTENT_ID:
+        defects.append(f"Content-ID longer than {MAX_CONTENT_ID} characters dropped")
+        content_id = None  # a cut id would match nothing; the image shows as a file instead
     disposition = _disposition(part)
     return ParsedAttachment(
         filename=_filename(part, defects) or _default_filename(part, content_type),
@@ -1042,12 +1073,55 @@ def sanitize_html(html: str) -> str:
     """HTML safe to show agents: allow-listed tags, attributes, URL schemes and styles; remote images blocked.
 
     ``<img src="https://…">`` becomes ``<img data-blocked-src="https://…">`` (tracking pixels stay silent
-    until an agent chooses to load images); ``cid:`` images stay for ``rewrite_cid_urls``.
+    until an agent chooses to load images); ``cid:`` images stay for ``rewrite_cid_urls``. HTML nested deeper
+    than ``MAX_HTML_DEPTH`` elements is shown as its text.
     """
+    if html_nesting_exceeds(html, MAX_HTML_DEPTH):
+        return _text_as_html(quotes.html_to_text(html))
     cleaned = nh3.clean(html, attribute_filter=_filter_attribute, attributes=HTML_ATTRIBUTES, **_NH3_COMMON)
     cleaned = _IMG_TAG.sub(lambda tag: _REMOTE_SRC.sub(r'\1data-blocked-src="\2"', tag.group(0)), cleaned)
     return nh3.clean(cleaned, attribute_filter=_filter_final_attribute, attributes=_FINAL_HTML_ATTRIBUTES,
                      **_NH3_COMMON)
+
+
+# The HTML parser inside nh3 (html5ever) looks through the stack of open elements on most start tags, so its
+# time grows with the square of the nesting depth: 20,000 nested <div> take seconds, 100,000 over a minute.
+# Real mail nests a few dozen levels (Outlook tables in a long quoted thread, a few hundred at most).
+MAX_HTML_DEPTH = 500
+_HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]{0,30})")
+# Elements that never stay open around their like: void ones (HTML §13.1.2) and those whose end tag is
+# optional, closed by the next sibling of their kind (§13.1.2.4), which cannot build a deep stack.
+_NOT_NESTING = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "image", "input", "keygen", "link", "meta", "param",
+    "source", "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "rb", "rt", "rp",
+    "rtc", "tbody", "thead", "tfoot", "colgroup", "caption",
+})
+
+
+def html_nesting_exceeds(html: str, limit: int) -> bool:
+    """Whether the elements of ``html`` nest deeper than ``limit``: a linear scan of its tags.
+
+    It over-counts rather than under-counts (an end tag that is missing keeps its element open), and stops
+    at ``limit``, so it is cheap on any input.
+    """
+    stack: list[str] = []
+    open_count: dict[str, int] = {}
+    for match in _HTML_TAG.finditer(html):
+        name = match.group(2).lower()
+        if name in _NOT_NESTING:
+            continue
+        if not match.group(1):
+            stack.append(name)
+            open_count[name] = open_count.get(name, 0) + 1
+            if len(stack) > limit:
+                return True
+        elif open_count.get(name):
+            while True:  # an end tag closes its element and whatever is still open inside it
+                closed = stack.pop()
+                open_count[closed] -= 1
+                if closed == name:
+                    break
+    return False
 
 
 _NH3_COMMON = {

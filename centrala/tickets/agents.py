@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from centrala.core.db import batch_cache
 from centrala.core.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
+from centrala.core.text import single_line
 from centrala.tickets.contacts import MAX_NAME_LENGTH, normalise_email
 from centrala.tickets.models import Agent, AgentQueue, AgentRole, ApiToken, TeamMember, TeamQueue, Ticket
 
@@ -42,7 +43,7 @@ def create_agent(
         ConflictError: an agent with this e-mail address exists.
     """
     address = normalise_email(email)
-    name = " ".join(name.split())
+    name = single_line(name)
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInputError(f"the name is longer than {MAX_NAME_LENGTH} characters")
     try:
@@ -112,7 +113,7 @@ def create_api_token(*, session: Session, agent: Agent, name: str, now: datetime
     Raises:
         InvalidInputError: the name is blank or too long.
     """
-    name = " ".join(name.split())
+    name = single_line(name)
     if not name:
         raise InvalidInputError("give the token a name that says where it is used, e.g. 'CRM sync'")
     if len(name) > MAX_TOKEN_NAME:

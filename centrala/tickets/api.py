@@ -15,6 +15,7 @@ from centrala.core import clock
 from centrala.core.db import get_db
 from centrala.core.errors import AuthenticationError, InvalidInputError, NotFoundError
 from centrala.core.settings import Settings, get_settings
+from centrala.core.text import single_line
 from centrala.tickets import contacts, queries
 from centrala.tickets import search as search_module
 from centrala.tickets.agents import authenticate_token, may_work_ticket, queue_ids_of, workable_tickets
@@ -322,7 +323,7 @@ def update_contact(session: SessionDep, contact_id: int, change: ContactUpdate) 
     contact = queries.get_contact_or_raise(session=session, contact_id=contact_id)
     given = change.model_fields_set
     if "name" in given:
-        contact.name = " ".join((change.name or "").split())
+        contact.name = single_line(change.name or "")
     if "language" in given:
         contact.language = (change.language or "").strip() or None
     if "segment" in given:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from centrala.core.errors import ConflictError, InvalidInputError
+from centrala.core.text import single_line
 from centrala.tickets.models import Contact, ContactEmail, ContactPhone, OrganizationDomain
 
 MAX_EMAIL_LENGTH = 320
@@ -115,7 +116,7 @@ def create_contact(
     """
     addresses = _unique(normalise_email(address) for address in emails)
     numbers = _unique(normalise_phone(number, region) for number in phones)
-    name = " ".join(name.split())
+    name = single_line(name)
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInputError(f"the name is longer than {MAX_NAME_LENGTH} characters")
     language = (language or "").strip() or None
@@ -158,12 +159,12 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
     contact = session.scalar(select(Contact).join(ContactEmail).where(ContactEmail.address == address))
     if contact is not None:
         if name and not contact.name:
-            contact.name = " ".join(name.split())[:MAX_NAME_LENGTH]
+            contact.name = single_line(name)[:MAX_NAME_LENGTH]
             contact.updated_at = now
         return contact
     domain = address.rsplit("@", 1)[1]
     contact = Contact(
-        name=" ".join(name.split())[:MAX_NAME_LENGTH],
+        name=single_line(name)[:MAX_NAME_LENGTH],
         organization_id=session.scalar(
             select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain)
         ),

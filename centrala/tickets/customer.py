@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.core.settings import Settings
+from centrala.core.text import single_line
 from centrala.tickets.models import (
     Attachment,
     CaseType,
@@ -68,7 +69,7 @@ def open_customer_case(
     Raises:
         InvalidInputError: blank or too long subject or text, too many or too large files.
     """
-    subject = " ".join(subject.split())
+    subject = single_line(subject)
     if not subject:
         raise InvalidInputError("the subject is empty")
     if len(subject) > MAX_SUBJECT_LENGTH:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
-from html import escape as html_escape
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from html import escape as html_escape
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -27,10 +27,12 @@ from centrala.core.errors import (
 )
 from centrala.core.queue import enqueue_after_commit
 from centrala.core.settings import Settings
+from centrala.core.text import without_nul
 from centrala.mail import templates
 from centrala.mail.compose import (
     MailAddress,
     OutboundAttachment,
+    check_address,
     compose_email,
     is_safe_message_id,
 )
@@ -100,6 +102,8 @@ def queue_reply(
         HeaderInjectionError: a value that would become a header contains CR, LF or a control character.
         InvalidInputError: the text is blank or too long, or the contact has no deliverable address.
     """
+    # NUL goes: PostgreSQL refuses it in the reply's row, and no reader wants it in the mail.
+    text, html = without_nul(text), without_nul(html)
     mailbox = sender_mailbox(ticket=ticket, settings=settings)
     recipient = reply_recipient(session=session, ticket=ticket)
     cc_addresses = [
@@ -199,6 +203,13 @@ def queue_acknowledgement(
         settings=settings,
         new_ticket=new_ticket,
     )
+    if reason is None:
+        try:
+            check_address("To", recipient)
+        except InvalidInputError:
+            # A non-ASCII local part needs SMTPUTF8 (RFC 6531), which we do not send; a control character
+            # is in nobody's address. The message is recorded all the same; only the automatic answer is off.
+            reason = "an address we cannot write to"
     if reason is not None:
         log.info("no acknowledgement for ticket %s: %s", ticket.number, reason)
         return None

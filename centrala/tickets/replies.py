@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from centrala.core.errors import InvalidInputError
+from centrala.core.text import without_nul
 from centrala.mail import compose
 from centrala.tickets.models import Agent, Channel, Direction, Interaction, Ticket, TicketStatus
 
@@ -44,6 +45,7 @@ def record_agent_reply(
     Raises:
         InvalidInputError: the text is blank or either body is too long.
     """
+    text, html = without_nul(text), without_nul(html)  # PostgreSQL refuses NUL in text
     if not text.strip():
         raise InvalidInputError("the reply text is empty")
     if len(text) > MAX_REPLY_TEXT:

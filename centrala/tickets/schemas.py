@@ -22,6 +22,7 @@ from centrala.tickets.models import (
     TicketStatus,
     format_ticket_number,
 )
+from centrala.tickets.queries import MAX_ID
 from centrala.tickets.replies import MAX_REPLY_HTML, MAX_REPLY_TEXT
 from centrala.tickets.sla_clocks import remaining_business_minutes
 
@@ -211,8 +212,9 @@ class TicketUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     priority: TicketPriority | None = None
-    assignee_id: int | None = None
-    queue_id: int | None = None
+    # Bounded as database ids are: PostgreSQL refused a larger one with an error (a 500).
+    assignee_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    queue_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class ReplyCreate(BaseModel):

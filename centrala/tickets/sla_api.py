@@ -25,6 +25,7 @@ from centrala.tickets.models import (
     SlaPolicy,
     TicketPriority,
 )
+from centrala.tickets.queries import MAX_ID
 from centrala.tickets.sla_clocks import recompute_open_clocks
 
 MAX_TARGET_MINUTES = 60 * 24 * 365
@@ -34,6 +35,9 @@ def require_admin(agent: CurrentAgentDep) -> None:
     if agent.role is not AgentRole.ADMIN:
         raise PermissionDeniedError("only admins change SLA policies and calendars")
 
+
+# Ids in request bodies, bounded like those in paths: PostgreSQL refused a larger one with an error (a 500).
+BodyRowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 router = APIRouter(prefix="/api/v1/sla", dependencies=[Depends(get_current_agent)], tags=["sla"])
 AdminDep = Annotated[None, Depends(require_admin)]
@@ -71,7 +75,7 @@ class Escalation(BaseModel):
     action: Literal[
         "notify_assignee", "notify_team_lead", "notify_queue", "notify_address", "raise_priority", "reassign"
     ]
-    queue_id: int | None = None
+    queue_id: BodyRowId | None = None
     address: str | None = Field(default=None, max_length=320)
 
 
@@ -86,12 +90,12 @@ class PolicyWrite(BaseModel):
     precedence: int = Field(default=100, ge=0, le=1_000_000)
     is_default: bool = False
     is_active: bool = True
-    queue_id: int | None = None
+    queue_id: BodyRowId | None = None
     priority: TicketPriority | None = None
-    organization_id: int | None = None
+    organization_id: BodyRowId | None = None
     channel: Channel | None = None
     segment: str | None = Field(default=None, max_length=32)
-    calendar_id: int | None = Field(default=None, description="None: round the clock in UTC")
+    calendar_id: BodyRowId | None = Field(default=None, description="None: round the clock in UTC")
     targets: dict[str, dict[SlaMetric, int]]
     warn_before_minutes: int = Field(default=15, ge=0, le=MAX_TARGET_MINUTES)
     escalations: list[Escalation] = Field(default_factory=list, max_length=20)

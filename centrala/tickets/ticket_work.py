@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.core.settings import Settings
+from centrala.core.text import single_line
 from centrala.tickets.models import (
     Agent,
     Channel,
@@ -260,7 +261,7 @@ def split_interaction(
     )
     if others is None:
         raise ConflictError("this is the ticket's only message: there is nothing to split it from")
-    title = " ".join(subject.split()) or interaction.subject or f"Split from {source.number}"
+    title = single_line(subject) or interaction.subject or f"Split from {source.number}"
     ticket = open_ticket(
         session=session,
         contact=interaction.contact,

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from centrala.core.text import single_line, without_nul
 from centrala.tickets.models import (
     Channel,
     Contact,
@@ -145,7 +146,7 @@ def clean_subject(subject: str) -> str:
     """The subject without reply prefixes and our ticket tag, for a new ticket's title."""
     subject = _SUBJECT_TAG.sub("", subject)
     subject = _REPLY_PREFIX.sub("", subject)
-    return " ".join(subject.split())[:500]
+    return single_line(subject)[:500]
 
 
 def open_ticket(
@@ -206,21 +207,25 @@ def add_interaction(
     cc_addresses: Sequence[str] = (),
     flag: str | None = None,
 ) -> Interaction:
-    """Append one entry to the contact's timeline, and to the ticket's when there is one."""
+    """Append one entry to the contact's timeline, and to the ticket's when there is one.
+
+    NUL is dropped from the texts: PostgreSQL refuses it in text (a reply or portal message holding one was a
+    500), and nobody writes it on purpose.
+    """
     interaction = Interaction(
         ticket=ticket,
         contact=contact,
         channel=channel,
         direction=direction,
         external_id=external_id,
-        subject=subject,
-        text=text,
-        html=html,
+        subject=without_nul(subject),
+        text=without_nul(text),
+        html=without_nul(html),
         author_name=author_name,
         author_address=author_address,
         agent_id=agent_id,
         thread_reason=thread_reason,
-        full_text=full_text,
+        full_text=without_nul(full_text),
         classification=classification,
         cc_addresses=list(cc_addresses),
         flag=flag,
