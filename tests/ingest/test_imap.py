@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -421,22 +422,26 @@ def test_centrala_imap_imports_and_stops_on_sigterm(dovecot, settings, committed
 def test_centrala_imap_without_sources_waits_until_stopped(settings):
     environment = {k: v for k, v in os.environ.items() if k != "CENTRALA_IMAP_MAILBOXES"}
     process = _centrala_imap(environment)
-    said = b""
+    # Everything it says is read as it comes (a full pipe would block it), in a thread of its own.
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, b"")), daemon=True)
+    reader.start()
     try:
         # It says so once its signal handlers are in place (a slow start must not meet SIGTERM unprepared).
-        while b"no IMAP sources configured" not in said:
-            line = process.stderr.readline()
-            if not line:
-                break
-            said += line
+        deadline = time.monotonic() + 60
+        while not any(b"no IMAP sources configured" in line for line in lines) and time.monotonic() < deadline:
+            assert process.poll() is None, b"".join(lines)
+            time.sleep(0.1)
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(timeout=1)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        assert process.wait(timeout=30) == 0, b"".join(lines)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    reader.join(5)
+    said = b"".join(lines)
     assert b"no IMAP sources configured" in said
 
 
