@@ -13,10 +13,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from centrala.console.web import SignedInDep, _check_post, error_page, render
 from centrala.core import clock
 from centrala.core.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from centrala.core.settings import Settings
 from centrala.tickets.agent_sessions import SignedIn
 from centrala.tickets.agents import create_api_token, revoke_api_token
 from centrala.tickets.api import SessionDep, SettingsDep
@@ -58,20 +60,42 @@ def templates_page(
     edit: int | None = None,
     done: str | None = None,
 ) -> HTMLResponse:
-    rows = session.scalars(select(ReplyTemplate).order_by(ReplyTemplate.name)).all()
+    return _templates_page(
+        request,
+        session,
+        settings,
+        current,
+        editing=session.get(ReplyTemplate, edit) if edit else None,
+        done=done,
+    )
+
+
+def _templates_page(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    current: SignedIn,
+    *,
+    editing: ReplyTemplate | None,
+    done: str | None = None,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """The templates with the form to write one, refilled with ``form`` after ``error``."""
     return render(
         request,
         settings,
         "templates.html",
+        status_code=422 if error else 200,
         current=current,
-        rows=rows,
+        rows=session.scalars(select(ReplyTemplate).order_by(ReplyTemplate.name)).all(),
         variables=VARIABLES,
-        editing=session.get(ReplyTemplate, edit) if edit else None,
+        editing=editing,
         statuses=list(TicketStatus),
         priorities=list(TicketPriority),
         done=done,
-        error=None,
-        form={},
+        error=error,
+        form=form or {},
         may_write=current.agent.role in (AgentRole.SUPERVISOR, AgentRole.ADMIN),
     )
 
@@ -111,21 +135,13 @@ def template_save(
         )
     except (InvalidInputError, ConflictError) as error:
         session.rollback()
-        rows = session.scalars(select(ReplyTemplate).order_by(ReplyTemplate.name)).all()
-        return render(
+        return _templates_page(
             request,
+            session,
             settings,
-            "templates.html",
-            status_code=422,
-            current=current,
-            rows=rows,
-            variables=VARIABLES,
+            current,
             editing=existing,
-            statuses=list(TicketStatus),
-            priorities=list(TicketPriority),
-            done=None,
             error=str(error),
-            may_write=True,
             form={
                 "name": name,
                 "body": body,
@@ -285,6 +301,20 @@ def field_create(
 def account_page(
     request: Request, session: SessionDep, settings: SettingsDep, current: SignedInDep
 ) -> HTMLResponse:
+    return _account_page(request, session, settings, current)
+
+
+def _account_page(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    current: SignedIn,
+    *,
+    created: ApiToken | None = None,
+    secret: str | None = None,
+) -> HTMLResponse:
+    """The tokens the agent may see (an admin: everyone's), live ones first; ``secret`` shown once after making
+    ``created``."""
     statement = select(ApiToken).order_by(ApiToken.revoked_at.is_not(None), ApiToken.created_at.desc())
     if current.agent.role is not AgentRole.ADMIN:
         statement = statement.where(ApiToken.agent_id == current.agent.id)
@@ -294,8 +324,8 @@ def account_page(
         "account.html",
         current=current,
         tokens=session.scalars(statement).all(),
-        secret=None,
-        created=None,
+        secret=secret,
+        created=created,
         error=None,
     )
 
@@ -320,19 +350,7 @@ def token_create(
         return error_page(request, settings, 422, str(error))
     session.commit()
     log.info("agent %s created API token %s", current.agent.id, created.id)
-    statement = select(ApiToken).order_by(ApiToken.revoked_at.is_not(None), ApiToken.created_at.desc())
-    if current.agent.role is not AgentRole.ADMIN:
-        statement = statement.where(ApiToken.agent_id == current.agent.id)
-    return render(
-        request,
-        settings,
-        "account.html",
-        current=current,
-        tokens=session.scalars(statement).all(),
-        secret=secret,
-        created=created,
-        error=None,
-    )
+    return _account_page(request, session, settings, current, created=created, secret=secret)
 
 
 @router.post("/account/tokens/{token_id}/revoke")
