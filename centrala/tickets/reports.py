@@ -5,7 +5,7 @@ values) so that the console can draw it and offer it as CSV."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,30 +110,38 @@ def response_times_by_team(
             *_in_scope(Ticket.queue_id, queue_ids),
         )
     ).all()
-    by_team: dict[str, dict[SlaMetric, list[float]]] = {}
-    for name, metric, minutes in met:
-        by_team.setdefault(name, {}).setdefault(metric, []).append(float(minutes))
-    rows = []
-    for name in sorted(by_team):
-        first = by_team[name].get(SlaMetric.FIRST_RESPONSE, [])
-        resolution = by_team[name].get(SlaMetric.RESOLUTION, [])
-        rows.append(
-            (
-                name,
-                len(first),
-                _round(statistics.median(first)) if first else None,
-                _round(_percentile(first, 0.9)) if first else None,
-                len(resolution),
-                _round(statistics.median(resolution)) if resolution else None,
-                _round(_percentile(resolution, 0.9)) if resolution else None,
-            )
-        )
+    rows = _times_by_name(met, resolution_p90=True)
     return Report(
         "teams",
         "Response and resolution times by team (business minutes)",
         ("team", "first responses", "median", "p90", "resolutions", "median resolution", "p90 resolution"),
         rows,
     )
+
+
+def _times_by_name(
+    met: Iterable[tuple[str, SlaMetric, float]], *, resolution_p90: bool
+) -> list[tuple[object, ...]]:
+    """Per name, in order: first responses with their median and p90, resolutions with their median (and p90)."""
+    by_name: dict[str, dict[SlaMetric, list[float]]] = {}
+    for name, metric, minutes in met:
+        by_name.setdefault(name, {}).setdefault(metric, []).append(float(minutes))
+    rows: list[tuple[object, ...]] = []
+    for name in sorted(by_name):
+        first = by_name[name].get(SlaMetric.FIRST_RESPONSE, [])
+        resolution = by_name[name].get(SlaMetric.RESOLUTION, [])
+        row: tuple[object, ...] = (
+            name,
+            len(first),
+            _round(statistics.median(first)) if first else None,
+            _round(_percentile(first, 0.9)) if first else None,
+            len(resolution),
+            _round(statistics.median(resolution)) if resolution else None,
+        )
+        if resolution_p90:
+            row += (_round(_percentile(resolution, 0.9)) if resolution else None,)
+        rows.append(row)
+    return rows
 
 
 def response_times_by_agent(
@@ -152,24 +160,10 @@ def response_times_by_agent(
         )
     ).all()
     names = {agent.id: agent.name or agent.email for agent in session.scalars(select(Agent))}
-    by_agent: dict[str, dict[SlaMetric, list[float]]] = {}
-    for assignee_id, metric, minutes in met:
-        name = names.get(assignee_id, "unassigned")
-        by_agent.setdefault(name, {}).setdefault(metric, []).append(float(minutes))
-    rows = []
-    for name in sorted(by_agent):
-        first = by_agent[name].get(SlaMetric.FIRST_RESPONSE, [])
-        resolution = by_agent[name].get(SlaMetric.RESOLUTION, [])
-        rows.append(
-            (
-                name,
-                len(first),
-                _round(statistics.median(first)) if first else None,
-                _round(_percentile(first, 0.9)) if first else None,
-                len(resolution),
-                _round(statistics.median(resolution)) if resolution else None,
-            )
-        )
+    rows = _times_by_name(
+        ((names.get(assignee_id, "unassigned"), metric, minutes) for assignee_id, metric, minutes in met),
+        resolution_p90=False,
+    )
     return Report(
         "agents",
         "Response and resolution times by agent (business minutes)",
