@@ -151,37 +151,32 @@ def service_families(*, session: Session, redis_client: redis.Redis | None) -> l
     return families
 
 
+def _counts_by(session: Session, family: GaugeMetricFamily, column: Any, members: Iterable[Any]) -> None:
+    """One sample per value of ``members`` (zero when no row has it): the rows counted by ``column``."""
+    counts = dict(session.execute(select(column, func.count()).group_by(column)).all())
+    for member in members:
+        family.add_metric([member.value], counts.get(member, 0))
+
+
 def _database_families(session: Session) -> list[Metric]:
     inbound = GaugeMetricFamily(
         "centrala_inbound_emails",
         "Inbound e-mails in the ledger by status: received (not processed yet), processed, quarantined.",
         labels=["status"],
     )
-    counts = dict(
-        session.execute(select(InboundEmail.status, func.count()).group_by(InboundEmail.status)).all()
-    )
-    for status in InboundStatus:
-        inbound.add_metric([status.value], counts.get(status, 0))
+    _counts_by(session, inbound, InboundEmail.status, InboundStatus)
 
     call_events = GaugeMetricFamily(
         "centrala_call_events", "Twilio call events in the ledger by status.", labels=["status"]
     )
-    counts = dict(
-        session.execute(select(CallEventRecord.status, func.count()).group_by(CallEventRecord.status)).all()
-    )
-    for status in InboundStatus:
-        call_events.add_metric([status.value], counts.get(status, 0))
+    _counts_by(session, call_events, CallEventRecord.status, InboundStatus)
 
     outbound = GaugeMetricFamily(
         "centrala_outbound_emails",
         "Outbound e-mails by delivery state: queued, deferred (waiting for a retry), sent, bounced, failed.",
         labels=["state"],
     )
-    counts = dict(
-        session.execute(select(OutboundEmail.state, func.count()).group_by(OutboundEmail.state)).all()
-    )
-    for state in OutboundState:
-        outbound.add_metric([state.value], counts.get(state, 0))
+    _counts_by(session, outbound, OutboundEmail.state, OutboundState)
 
     breaches = CounterMetricFamily(
         "centrala_sla_breaches",
