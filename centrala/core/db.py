@@ -175,13 +175,15 @@ def begin_quick_write(session: Session, lock_timeout_ms: int) -> None:
 
 
 @contextmanager
-def batch_cache_scope(session: Session) -> Iterator[dict[Any, Any]]:
+def batch_cache_scope(session: Session, cache: dict[Any, Any] | None = None) -> Iterator[dict[Any, Any]]:
     """Within the block, lookups that a batch repeats for every item (the agents of a queue, the SLA policy for
     a kind of ticket) are remembered in ``session``, by their callers, through ``batch_cache``.
 
-    Only for a batch that reads these and does not change them; the cache ends with the block.
+    Pass the same ``cache`` to the blocks of several transactions to remember across them: what is kept there is
+    plain values (ids), never objects of one session. Only for work that reads these and does not change them,
+    and for a few seconds (a drain job): a change made meanwhile is seen by the next job.
     """
-    cache: dict[Any, Any] = {}
+    cache = {} if cache is None else cache
     session.info[_BATCH_CACHE_KEY] = cache
     try:
         yield cache

@@ -185,19 +185,20 @@ def process_pending_emails(
     ids: Sequence[int] | None = None,
     parsed: Mapping[int, ParsedRow] | None = None,
     until: float | None = None,
+    cache: dict[object, object] | None = None,
 ) -> list[ProcessOutcome]:
     """Claim up to ``limit`` pending raw rows and process each in a savepoint of the caller's transaction.
 
     With ``ids`` (a drain's reservation) only those rows are claimed; the messages in ``parsed`` (from
     ``parse_reserved_emails``) are not parsed again. Past ``until`` (``time.monotonic()``) no further row is
     begun, so that the transaction, and on SQLite the write lock, stays short; the outcomes say which rows were
-    done. One commit for the whole batch; a message that fails is quarantined without costing the
-    others. A database error other than a conflict with a concurrent writer is raised: the caller rolls the
+    done. ``cache``: lookups remembered across the transactions of one drain (``batch_cache_scope``). One
+    commit for the whole batch; a message that fails is quarantined without costing the others. A database error other than a conflict with a concurrent writer is raised: the caller rolls the
     batch back and its rows stay pending for the next drain.
     """
     rows = claim_pending_emails(session=session, limit=limit, ids=ids)
     parsed = parsed or {}
-    with batch_cache_scope(session):
+    with batch_cache_scope(session, cache):
         if len(rows) > 1:
             # Nearly every batch goes through whole: try it in one savepoint, which spares two statements (and on
             # PostgreSQL two round trips) per message; if any message fails, go again one savepoint each.
@@ -472,7 +473,6 @@ def record_customer_email(
         direction=Direction.INBOUND, reason=reason, row=row, now=now, blobs=blobs, flag=flag,
     )
     if is_new_ticket and not automated:
-        session.flush()
         queue_acknowledgement(
             session=session, ticket=ticket, interaction=interaction, automated=automated, now=now,
             settings=settings, envelope_sender=envelope_sender(row), new_ticket=True,

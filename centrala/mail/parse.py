@@ -542,8 +542,13 @@ def _decode_encoded_word(encoding: str, text: str) -> bytes:
     return binascii.a2b_qp(text.encode("ascii", "replace"), header=True)  # RFC 2047 §4.2: "_" is a space
 
 
+# Searched by the regex engine: decoded bodies are long, and a Python loop over their characters cost more than
+# the parse itself.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_surrogates(value: str) -> bool:
-    return any(_is_surrogate(c) for c in value)
+    return _SURROGATE.search(value) is not None
 
 
 def _is_surrogate(character: str) -> bool:

@@ -77,12 +77,14 @@ def choose_policy(*, session: Session, ticket: Ticket) -> SlaPolicy | None:
     cache = batch_cache(session)
     key = ("choose_policy", ticket.queue_id, ticket.priority, organization_id, ticket.channel, segment)
     if cache is not None and key in cache:
-        return cache[key]
+        # The cache may outlive this session: it keeps the id, and the session loads the row (from its identity
+        # map after the first time).
+        return None if cache[key] is None else session.get(SlaPolicy, cache[key])
     policy = _choose_policy(
         session=session, ticket=ticket, organization_id=organization_id, segment=segment
     )
     if cache is not None:
-        cache[key] = policy
+        cache[key] = None if policy is None else policy.id
     return policy
 
 

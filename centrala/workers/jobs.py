@@ -12,7 +12,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
-from centrala.core.db import get_read_sessionmaker, get_sessionmaker, hide_sql_parameters, session_scope
+from centrala.core.db import (
+    get_read_sessionmaker,
+    get_sessionmaker,
+    hide_sql_parameters,
+    is_postgresql,
+    session_scope,
+)
 from centrala.core.errors import DeliveryError, InvalidInputError, TemporaryFailure, TransientDeliveryError
 from centrala.core.queue import PendingJob, enqueue_after_commit, enqueue_now, release_coalesced
 from centrala.core.settings import Settings, get_settings
@@ -99,6 +105,7 @@ def drain_inbound_emails() -> dict[str, int]:
     deadline = time.monotonic() + settings.ingest_drain_seconds
     counts: collections.Counter[str] = collections.Counter()
     hold = timedelta(seconds=settings.sweep_after_seconds)
+    cache: dict[object, object] = {}
     while True:
         with session_scope() as session:
             ids = reserve_pending_emails(
@@ -114,7 +121,7 @@ def drain_inbound_emails() -> dict[str, int]:
             read_session.close()
         with session_scope() as session:
             note_message_ids(session=session, parsed=parsed)
-        outcomes = _record_reserved(ids, parsed, blobs=blobs, settings=settings)
+        outcomes = _record_reserved(ids, parsed, blobs=blobs, settings=settings, cache=cache)
         counts.update(outcome.status.value for outcome in outcomes)
         if any(outcome.reason == PARENT_PENDING for outcome in outcomes):
             # Replies waiting for their parent: a drain for when they may go (moved by the scheduler).
@@ -130,18 +137,25 @@ def drain_inbound_emails() -> dict[str, int]:
 
 
 def _record_reserved(
-    ids: list[int], parsed: dict[int, ParsedRow], *, blobs: BlobStore, settings: Settings
+    ids: list[int],
+    parsed: dict[int, ParsedRow],
+    *,
+    blobs: BlobStore,
+    settings: Settings,
+    cache: dict[object, object] | None = None,
 ) -> list[ProcessOutcome]:
-    """Process a drain's reserved rows in transactions of at most ``ingest_transaction_ms`` each: on SQLite
-    every SMTP commit waits for the one writer, so a long batch would hold up every sender's 250."""
+    """Process a drain's reserved rows; on SQLite in transactions of at most ``ingest_transaction_ms`` each, as
+    every SMTP commit waits for the one writer and a long batch would hold up every sender's 250. PostgreSQL's
+    writers do not wait for each other's rows: there the batch is one transaction."""
     outcomes: list[ProcessOutcome] = []
     remaining = ids
     while remaining:
         session = get_sessionmaker()()
+        until = None if is_postgresql(session) else time.monotonic() + settings.ingest_transaction_ms / 1000
         try:
             done = process_pending_emails(
                 session=session, now=clock.now(), blobs=blobs, settings=settings, limit=len(remaining),
-                ids=remaining, parsed=parsed, until=time.monotonic() + settings.ingest_transaction_ms / 1000,
+                ids=remaining, parsed=parsed, until=until, cache=cache,
             )
             # processed_at says when the message was done: the batch's end, not its start.
             stamp_processed(session=session, outcomes=done, now=clock.now())
