@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from centrala.core.blobs import BlobStore
 from centrala.core.db import batch_cache_scope, hide_sql_parameters, is_postgresql
@@ -167,6 +167,9 @@ def claim_pending_emails(*, session: Session, limit: int, ids: Sequence[int] | N
         .where(InboundEmail.status == InboundStatus.RECEIVED)
         .order_by(InboundEmail.received_at, InboundEmail.id)
         .limit(limit)
+        # The bytes were parsed ahead of the transaction; a row that was not is read again on its own (load_raw).
+        # On SQLite a transaction takes a few of the rows it claims, and claims the rest again in the next one.
+        .options(defer(InboundEmail.raw))
     )
     if ids is not None:
         statement = statement.where(InboundEmail.id.in_(ids))
