@@ -11,8 +11,8 @@ Each source of ``Settings.imap_mailboxes`` gets a thread with one connection, an
 3. Searches ``UID n:*`` with n one above the watermark and keeps only UIDs >= n: RFC 3501 §6.4.8 makes
    ``n:*`` match the last message even when its UID is below n.
 4. Fetches ``BODY.PEEK[]``, which leaves ``\\Seen`` alone (RFC 3501 §6.4.5), in batches, and commits each
-   message to the ledger together with the advanced watermark. New mail is found by UID, not by ``\\Seen``,
-   so a message a person has already read in another client is imported all the same.
+   batch's messages to the ledger together with the advanced watermark, in one transaction. New mail is found
+   by UID, not by ``\\Seen``, so a message a person has already read in another client is imported all the same.
 5. Only after the commit: sets ``\\Seen``, or moves the message (RFC 6851 MOVE; COPY, ``\\Deleted`` and
    UID EXPUNGE where MOVE is missing), or leaves it, per the source's ``after_import``.
 
@@ -25,7 +25,7 @@ source "imap-sent" so that processing logs them as the rep's own mail; by defaul
 from now on.
 
 Why each message lands in the ledger once: a crash after the fetch and before the commit leaves the watermark
-where it was, so the message is fetched and committed again; a crash after the commit and before the action
+where it was, so the batch is fetched and committed again; a crash after the commit and before the action
 leaves the watermark past the message, so it is not fetched again, and the next pass catches up on the action
 (``ImapCursor.after_import_uid``). Logs name the source and UIDs, never credentials, addresses or bodies.
 """
@@ -135,23 +135,23 @@ def import_new_messages(
         if stop is not None and stop.is_set():
             break
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
-        committed: list[int] = []
+        messages: list[tuple[int, bytes]] = []
         for uid in batch:
             raw = fetched.get(uid, {}).get(b"BODY[]")
             if raw is None:
                 # Expunged by another client since the search; a later UID moves the watermark past it.
                 log.info("IMAP source %s: UID %d is gone, skipped", source.name, uid)
                 continue
-            _commit_message(
-                session_factory=session_factory,
-                source=source,
-                uidvalidity=uidvalidity,
-                uid=uid,
-                raw=raw,
-                blobs=blobs,
-                now=now_fn(),
-            )
-            committed.append(uid)
+            messages.append((uid, raw))
+        _commit_messages(
+            session_factory=session_factory,
+            source=source,
+            uidvalidity=uidvalidity,
+            messages=messages,
+            blobs=blobs,
+            now=now_fn(),
+        )
+        committed = [uid for uid, _raw in messages]
         if committed and source.after_import != "none":
             if _act_after_import(client=client, source=source, uids=committed):
                 _advance_after_import(
@@ -252,40 +252,50 @@ def _load_watermarks(
     return marks
 
 
-def _commit_message(
+def _commit_messages(
     *,
     session_factory: Callable[[], Session],
     source: ImapSource,
     uidvalidity: int,
-    uid: int,
-    raw: bytes,
+    messages: Sequence[tuple[int, bytes]],
     blobs: BlobStore,
     now: datetime,
 ) -> None:
-    """Write the message to the ledger and move the watermark past it, in one transaction."""
+    """Write a fetched batch of messages (UID, bytes), in UID order, to the ledger and move the watermark past
+    the last, in one transaction: one commit (and on SQLite one fsync) per batch, not per message."""
     assert source.mailbox is not None
+    if not messages:
+        return
     with session_factory() as session:
-        recorded = record_inbound_email(
-            session=session,
-            raw=raw,
-            mailbox=source.mailbox,
-            mail_from=_return_path(raw),
-            rcpt_tos=[source.mailbox],
-            now=now,
-            blobs=blobs,
-            source=SENT_FOLDER_SOURCE if source.is_sent_folder else "imap",
-        )
+        recorded = [
+            (
+                uid,
+                record_inbound_email(
+                    session=session,
+                    raw=raw,
+                    mailbox=source.mailbox,
+                    mail_from=_return_path(raw),
+                    rcpt_tos=[source.mailbox],
+                    now=now,
+                    blobs=blobs,
+                    source=SENT_FOLDER_SOURCE if source.is_sent_folder else "imap",
+                ),
+            )
+            for uid, raw in messages
+        ]
+        last_uid = messages[-1][0]
         cursor = session.get(ImapCursor, (source.name, source.folder))
-        if cursor is None or cursor.uidvalidity != uidvalidity or cursor.last_uid >= uid:
+        if cursor is None or cursor.uidvalidity != uidvalidity or cursor.last_uid >= messages[0][0]:
             # Another poller of the same source got here first; roll back and let the next pass look again.
             raise ConflictError(f"IMAP source {source.name}: the cursor moved under this pass")
-        cursor.last_uid = uid
+        cursor.last_uid = last_uid
         if source.after_import == "none":
-            cursor.after_import_uid = uid
+            cursor.after_import_uid = last_uid
         cursor.updated_at = now
         session.commit()
-    duplicate = "" if recorded.created else " (already stored)"
-    log.info("IMAP source %s: UID %d stored as inbound %s%s", source.name, uid, recorded.id, duplicate)
+    for uid, row in recorded:
+        duplicate = "" if row.created else " (already stored)"
+        log.info("IMAP source %s: UID %d stored as inbound %s%s", source.name, uid, row.id, duplicate)
 
 
 def _catch_up_after_import(
