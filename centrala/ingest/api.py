@@ -5,20 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import ConflictError, NotFoundError
+from centrala.core.ids import PathId
 from centrala.ingest.ledger import load_raw, replay_quarantined
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.tickets.api import SessionDep, SettingsDep, get_current_agent
 from centrala.tickets.queries import MAX_ID
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_current_agent)], tags=["inbound e-mail"])
-
-InboundId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class InboundEmailRead(BaseModel):
@@ -61,7 +60,7 @@ def _get_or_raise(session: SessionDep, inbound_id: int) -> InboundEmail:
 
 
 @router.get("/inbound-emails/{inbound_id}/raw", response_class=Response)
-def download_raw(session: SessionDep, settings: SettingsDep, inbound_id: InboundId) -> Response:
+def download_raw(session: SessionDep, settings: SettingsDep, inbound_id: PathId) -> Response:
     """The message exactly as it arrived, as a file to save."""
     row = _get_or_raise(session, inbound_id)
     return Response(
@@ -75,7 +74,7 @@ def download_raw(session: SessionDep, settings: SettingsDep, inbound_id: Inbound
 
 
 @router.post("/inbound-emails/{inbound_id}/replay", status_code=202)
-def replay_inbound_email(session: SessionDep, inbound_id: InboundId) -> InboundEmailRead:
+def replay_inbound_email(session: SessionDep, inbound_id: PathId) -> InboundEmailRead:
     """Process a quarantined message again, e.g. after the fault that stopped it was fixed."""
     row = _get_or_raise(session, inbound_id)
     if row.status == InboundStatus.PROCESSED:

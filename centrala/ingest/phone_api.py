@@ -18,6 +18,7 @@ from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.db import get_read_sessionmaker
 from centrala.core.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
+from centrala.core.ids import BodyId, PathId
 from centrala.core.live import event_stream_response
 from centrala.ingest.calls import lock_call
 from centrala.telephony.client import TwilioClient, make_twilio_client
@@ -175,7 +176,7 @@ class CallerLogRead(BaseModel):
 class CallUpdate(BaseModel):
     note: str | None = Field(default=None, max_length=10_000)
     agent_outcome: str | None = Field(default=None, max_length=40)
-    contact_id: int | None = Field(default=None, description="Who really called, when the number is shared")
+    contact_id: BodyId | None = Field(default=None, description="Who really called, when the number is shared")
     callback: Literal["done", "cancelled"] | None = None
 
 
@@ -405,7 +406,7 @@ def set_my_availability(
 def set_agent_queues(
     session: SessionDep,
     agent: CurrentAgentDep,
-    agent_id: Annotated[int, Path(ge=1)],
+    agent_id: PathId,
     membership: QueueMembership,
 ) -> AgentPhoneRead:
     """Which queues' calls ring the agent (admins and supervisors); unknown queue names are created."""

@@ -25,6 +25,7 @@ from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import AuthenticationError, InvalidInputError, PermissionDeniedError
 from centrala.core.forms import comes_from_our_pages
+from centrala.core.ids import PathId
 from centrala.core.queue import PendingJob, enqueue_now, get_redis
 from centrala.core.settings import Settings
 from centrala.portal import auth, cases, i18n
@@ -404,7 +405,7 @@ def rate_case(
 
 @router.get("/attachments/{attachment_id}")
 def download(
-    page: PageDep, session: SessionDep, attachment_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+    page: PageDep, session: SessionDep, attachment_id: PathId
 ) -> Response:
     """A file of a message the customer may read, always as a download."""
     attachment = cases.get_attachment_or_raise(session=session, viewer=page.viewer, attachment_id=attachment_id)

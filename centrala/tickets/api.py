@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from centrala.core import clock
 from centrala.core.db import get_db
 from centrala.core.errors import AuthenticationError, InvalidInputError, NotFoundError
+from centrala.core.ids import PathId
 from centrala.core.settings import Settings, get_settings
 from centrala.core.text import single_line
 from centrala.tickets import contacts, queries
@@ -316,7 +317,7 @@ def create_contact(session: SessionDep, settings: SettingsDep, contact: ContactC
 
 
 @router.patch("/contacts/{contact_id}", tags=["contacts"])
-def update_contact(session: SessionDep, contact_id: int, change: ContactUpdate) -> ContactRead:
+def update_contact(session: SessionDep, contact_id: PathId, change: ContactUpdate) -> ContactRead:
     """Change a contact's name, language, segment, organisation or whether they manage their organisation's
     cases in the portal. A new segment or organisation moves the open SLA clocks of the contact's tickets to
     the policy that now applies."""
@@ -353,7 +354,7 @@ def _segment(value: str | None) -> str | None:
 
 
 @router.get("/contacts/{contact_id}", tags=["contacts"])
-def get_contact(session: SessionDep, agent: CurrentAgentDep, contact_id: int) -> ContactDetailRead:
+def get_contact(session: SessionDep, agent: CurrentAgentDep, contact_id: PathId) -> ContactDetailRead:
     """A contact with its timeline across all its tickets (those the agent may work), newest first."""
     contact = queries.get_contact_or_raise(session=session, contact_id=contact_id)
     queues = queue_ids_of(session=session, agent=agent)

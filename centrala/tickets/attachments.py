@@ -5,10 +5,11 @@ from __future__ import annotations
 import mimetypes
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Response
 
 from centrala.core.blobs import BlobStore
 from centrala.core.errors import NotFoundError
+from centrala.core.ids import PathId
 from centrala.tickets.agents import may_work_ticket
 from centrala.tickets.api import SessionDep, SettingsDep, get_current_agent
 from centrala.tickets.models import Agent, Attachment
@@ -55,7 +56,7 @@ def download_attachment(
     session: SessionDep,
     settings: SettingsDep,
     agent: Annotated[Agent, Depends(get_current_agent)],
-    attachment_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    attachment_id: PathId,
 ) -> Response:
     """Download an attachment of a message on a ticket the agent may work."""
     attachment = session.get(Attachment, attachment_id)

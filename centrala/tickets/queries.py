@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from centrala.core.errors import NotFoundError
+from centrala.core.ids import MAX_ID
 from centrala.tickets.contacts import WITH_CONTACT_DETAILS
 from centrala.tickets.models import (
     ClockState,
@@ -21,8 +22,6 @@ from centrala.tickets.models import (
     parse_ticket_number,
 )
 
-# Primary keys are 32-bit integers on PostgreSQL; a larger id names nothing and is answered without a query.
-MAX_ID = 2**31 - 1
 TIMELINE_LIMIT = 200
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from centrala.core import clock as clock_module
+from centrala.core.ids import BodyId
 from centrala.tickets.models import (
     CaseType,
     Channel,
@@ -248,7 +249,7 @@ class ContactUpdate(BaseModel):
     language: str | None = Field(default=None, max_length=8)
     segment: str | None = Field(default=None, max_length=32)
     is_org_manager: bool | None = None
-    organization_id: int | None = None
+    organization_id: BodyId | None = None
 
 
 class ContactRead(BaseModel):

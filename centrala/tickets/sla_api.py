@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from centrala.core import clock
 from centrala.core.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from centrala.core.ids import BodyId, PathId
 from centrala.tickets.api import CurrentAgentDep, SessionDep, get_current_agent
 from centrala.tickets.models import (
     AgentRole,
@@ -25,7 +26,6 @@ from centrala.tickets.models import (
     SlaPolicy,
     TicketPriority,
 )
-from centrala.tickets.queries import MAX_ID
 from centrala.tickets.sla_clocks import recompute_open_clocks
 
 MAX_TARGET_MINUTES = 60 * 24 * 365
@@ -36,12 +36,8 @@ def require_admin(agent: CurrentAgentDep) -> None:
         raise PermissionDeniedError("only admins change SLA policies and calendars")
 
 
-# Ids in request bodies, bounded like those in paths: PostgreSQL refused a larger one with an error (a 500).
-BodyRowId = Annotated[int, Field(ge=1, le=MAX_ID)]
-
 router = APIRouter(prefix="/api/v1/sla", dependencies=[Depends(get_current_agent)], tags=["sla"])
 AdminDep = Annotated[None, Depends(require_admin)]
-RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 # --- shapes -----------------------------------------------------------------------------------------------------
@@ -75,7 +71,7 @@ class Escalation(BaseModel):
     action: Literal[
         "notify_assignee", "notify_team_lead", "notify_queue", "notify_address", "raise_priority", "reassign"
     ]
-    queue_id: BodyRowId | None = None
+    queue_id: BodyId | None = None
     address: str | None = Field(default=None, max_length=320)
 
 
@@ -90,12 +86,12 @@ class PolicyWrite(BaseModel):
     precedence: int = Field(default=100, ge=0, le=1_000_000)
     is_default: bool = False
     is_active: bool = True
-    queue_id: BodyRowId | None = None
+    queue_id: BodyId | None = None
     priority: TicketPriority | None = None
-    organization_id: BodyRowId | None = None
+    organization_id: BodyId | None = None
     channel: Channel | None = None
     segment: str | None = Field(default=None, max_length=32)
-    calendar_id: BodyRowId | None = Field(default=None, description="None: round the clock in UTC")
+    calendar_id: BodyId | None = Field(default=None, description="None: round the clock in UTC")
     targets: dict[str, dict[SlaMetric, int]]
     warn_before_minutes: int = Field(default=15, ge=0, le=MAX_TARGET_MINUTES)
     escalations: list[Escalation] = Field(default_factory=list, max_length=20)
@@ -159,7 +155,7 @@ def create_calendar(session: SessionDep, _: AdminDep, calendar: CalendarWrite) -
 
 @router.put("/calendars/{calendar_id}")
 def update_calendar(
-    session: SessionDep, _: AdminDep, calendar_id: RowId, calendar: CalendarWrite
+    session: SessionDep, _: AdminDep, calendar_id: PathId, calendar: CalendarWrite
 ) -> CalendarChanged:
     """Change a calendar; the open clocks of every policy using it are counted again under the new hours."""
     row = session.get(BusinessCalendarRow, calendar_id)
@@ -212,7 +208,7 @@ def create_policy(session: SessionDep, _: AdminDep, policy: PolicyWrite) -> Poli
 
 
 @router.put("/policies/{policy_id}")
-def update_policy(session: SessionDep, _: AdminDep, policy_id: RowId, policy: PolicyWrite) -> PolicyChanged:
+def update_policy(session: SessionDep, _: AdminDep, policy_id: PathId, policy: PolicyWrite) -> PolicyChanged:
     """Change a policy; its open clocks take the new targets, warning time and calendar at once."""
     row = session.get(SlaPolicy, policy_id)
     if row is None:

@@ -222,6 +222,59 @@ def test_missing_ticket_answers_404(client, auth, reference):
     assert response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/api/v1/contacts/2147483648", None),
+        ("patch", "/api/v1/contacts/2147483648", {"name": "Jana"}),
+        ("put", "/api/v1/agents/2147483648/queues", {"queues": []}),
+        ("patch", "/api/v1/contacts/1", {"organization_id": 2147483648}),
+    ],
+)
+def test_an_id_beyond_what_the_database_holds_answers_422_not_500(client, auth, agent, method, path, body):
+    """PostgreSQL's keys are 32-bit: passed on, a larger id made the database refuse the query."""
+    agent.role = "admin"
+    response = client.request(method, path, headers=auth, json=body)
+    assert response.status_code == 422, response.text
+    assert "2147483647" in response.text
+
+
+def test_every_integer_the_api_takes_is_bounded(client):
+    """Path, query and body integers all carry a maximum, so that none reaches the database unchecked."""
+    spec = client.get("/openapi.json").json()
+    unbounded = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                unbounded += [
+                    f"{method.upper()} {path} {parameter['name']}"
+                    for schema in _alternatives(parameter.get("schema", {}))
+                    if schema.get("type") == "integer" and "maximum" not in schema
+                ]
+    for name, schema in spec["components"]["schemas"].items():
+        unbounded += [f"{name}.{field}" for field in _unbounded_fields(schema)]
+    assert unbounded == []
+
+
+def _alternatives(schema: dict) -> list[dict]:
+    return [schema, *schema.get("anyOf", [])]
+
+
+def _unbounded_fields(schema: dict) -> list[str]:
+    """Integer properties without a maximum, in request models (the read models only describe our answers)."""
+    fields = []
+    for field, prop in schema.get("properties", {}).items():
+        if schema.get("title", "").endswith(("Read", "Brief", "Changed")) or "readOnly" in prop:
+            continue
+        for option in _alternatives(prop):
+            if option.get("type") == "integer" and "maximum" not in option:
+                fields.append(field)
+            items = option.get("items", {})
+            if items.get("type") == "integer" and "maximum" not in items:
+                fields.append(f"{field}[]")
+    return fields
+
+
 # --- Replies ------------------------------------------------------------------------------------------------
 
 
@@ -463,6 +516,10 @@ def test_contact_detail_shows_organization(client, session, auth):
     assert body["timeline"] == []
 
 
-@pytest.mark.parametrize("contact_id", ["999999", "0", "99999999999999999999"])
-def test_missing_contact_answers_404(client, auth, contact_id):
-    assert client.get(f"/api/v1/contacts/{contact_id}", headers=auth).status_code == 404
+def test_missing_contact_answers_404(client, auth):
+    assert client.get("/api/v1/contacts/999999", headers=auth).status_code == 404
+
+
+@pytest.mark.parametrize("contact_id", ["0", "99999999999999999999", "nonsense"])
+def test_an_id_no_contact_can_have_answers_422(client, auth, contact_id):
+    assert client.get(f"/api/v1/contacts/{contact_id}", headers=auth).status_code == 422
