@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session as SMTPSession, syntax
+from aiosmtpd.smtp import SMTP, Envelope, syntax
+from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -78,8 +79,6 @@ def _peer_ip(peer: Any) -> str | None:
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
     return str(peer) if peer else None
-
-
 
 
 class InboundHandler:
@@ -236,7 +235,9 @@ class GroupWriter:
     by its sender); any other failure is retried message by message, so one bad message fails alone.
     """
 
-    def __init__(self, write_group: Callable[[list[LedgerWrite]], list[RecordedEmail]], *, threads: int) -> None:
+    def __init__(
+        self, write_group: Callable[[list[LedgerWrite]], list[RecordedEmail]], *, threads: int
+    ) -> None:
         self._write_group = write_group
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._threads = [
