@@ -320,6 +320,12 @@ class _Sessions:
 class InboundSMTP(SMTP):
     """aiosmtpd's SMTP protocol with a connection limit, enhanced status codes and no leaking replies."""
 
+    # aiosmtpd answers a DATA line over RFC 5321's 1,000 octets (§4.5.3.1.6) with a permanent 500, which
+    # bounces real mail: HTML from some senders comes in unwrapped lines of many kilobytes. Like Postfix,
+    # which accepts long lines, we store them as sent; the bound only caps what one line may buffer.
+    # Command lines keep aiosmtpd's own 512-octet limit (§4.5.3.1.4) and its "500 Command line too long".
+    line_length_limit = 1024 * 1024
+
     def __init__(self, handler: Any, *, sessions: _Sessions, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         # aiosmtpd keeps these limits in a class attribute that every connection clears and EHLO raises;
