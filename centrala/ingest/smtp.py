@@ -17,12 +17,14 @@ import logging
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session as SMTPSession, syntax
+from aiosmtpd.smtp import SMTP, Envelope, syntax
+from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +44,11 @@ WRITE_TIMEOUT_SECONDS = 60.0
 SHUTDOWN_GRACE_SECONDS = 25.0
 # RFC 5321 §4.5.3.1.8 asks for at least 100 recipients; every one of ours is a local mailbox anyway.
 MAX_RECIPIENTS = 100
+# When every connection slot is taken, a session silent this long is taken to be idle (a live client answers
+# each reply well within it) and the longest-idle one outside DATA is closed to make room for a newcomer, as
+# an MTA under stress shortens its timeouts (Postfix's stress mode): otherwise idle connections lock every
+# sender out for the whole session timeout.
+IDLE_WHEN_FULL_SECONDS = 2.0
 # Writer threads: each commits one group at a time. Two let a group be written while another commits.
 WRITE_THREADS = 2
 # The most messages one commit holds; more wait for the next.
@@ -55,6 +62,7 @@ REPLY_TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please retry later"
 REPLY_TOO_BIG = "552 5.3.4 Message too big for system"
 REPLY_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+REPLY_IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
 
 # aiosmtpd's own replies for an oversize message (at DATA, and for MAIL FROM ... SIZE=n) lack the enhanced
 # status code; they are rewritten to REPLY_TOO_BIG.
@@ -78,8 +86,6 @@ def _peer_ip(peer: Any) -> str | None:
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
     return str(peer) if peer else None
-
-
 
 
 class InboundHandler:
@@ -236,7 +242,9 @@ class GroupWriter:
     by its sender); any other failure is retried message by message, so one bad message fails alone.
     """
 
-    def __init__(self, write_group: Callable[[list[LedgerWrite]], list[RecordedEmail]], *, threads: int) -> None:
+    def __init__(
+        self, write_group: Callable[[list[LedgerWrite]], list[RecordedEmail]], *, threads: int
+    ) -> None:
         self._write_group = write_group
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._threads = [
@@ -315,9 +323,35 @@ class _Sessions:
         self.open: set[InboundSMTP] = set()
         self.draining = False
 
+    def admit(self) -> bool:
+        """Whether a new session may open: never while stopping; when full, only if an idle one can go."""
+        if self.draining:
+            return False
+        return len(self.open) < self.max_connections or self._close_longest_idle()
+
+    def _close_longest_idle(self) -> bool:
+        idle = [
+            session
+            for session in self.open
+            if session.idle_seconds >= IDLE_WHEN_FULL_SECONDS and not session.in_data and not session.closing
+        ]
+        if not idle:
+            return False
+        longest = max(idle, key=lambda session: session.idle_seconds)
+        log.warning("SMTP server full: closed a session idle for %.0f s to make room", longest.idle_seconds)
+        longest.close_with(REPLY_IDLE_TIMEOUT)
+        self.open.discard(longest)
+        return True
+
 
 class InboundSMTP(SMTP):
     """aiosmtpd's SMTP protocol with a connection limit, enhanced status codes and no leaking replies."""
+
+    # aiosmtpd answers a DATA line over RFC 5321's 1,000 octets (§4.5.3.1.6) with a permanent 500, which
+    # bounces real mail: HTML from some senders comes in unwrapped lines of many kilobytes. Like Postfix,
+    # which accepts long lines, we store them as sent; the bound only caps what one line may buffer.
+    # Command lines keep aiosmtpd's own 512-octet limit (§4.5.3.1.4) and its "500 Command line too long".
+    line_length_limit = 1024 * 1024
 
     def __init__(self, handler: Any, *, sessions: _Sessions, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
@@ -328,16 +362,25 @@ class InboundSMTP(SMTP):
         self._refused = False
         self._in_data = False
         self._in_rcpt = False
+        self._heard_at = time.monotonic()
 
     @property
     def in_data(self) -> bool:
         """Whether the session is between DATA and its final reply."""
         return self._in_data
 
+    @property
+    def idle_seconds(self) -> float:
+        """How long the client has sent nothing."""
+        return time.monotonic() - self._heard_at
+
+    @property
+    def closing(self) -> bool:
+        """Whether the connection is closed or on its way to closing."""
+        return self.transport is None or self.transport.is_closing()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None and (
-            self._sessions.draining or len(self._sessions.open) >= self._sessions.max_connections
-        ):
+        if self.transport is None and not self._sessions.admit():
             # RFC 5321 §3.8: 421 in place of the greeting is transient (554, §3.1, would be permanent).
             self._refused = True
             reply = REPLY_SHUTTING_DOWN if self._sessions.draining else REPLY_TOO_MANY_CONNECTIONS
@@ -346,8 +389,13 @@ class InboundSMTP(SMTP):
             transport.write(reply.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
             transport.close()
             return
+        self._heard_at = time.monotonic()
         self._sessions.open.add(self)
         super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._heard_at = time.monotonic()
+        super().data_received(data)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
@@ -406,9 +454,13 @@ class InboundSMTP(SMTP):
 
     def close_for_shutdown(self) -> None:
         """Tell the client we are going away (RFC 5321 §3.8: 421) and close the connection."""
-        if self.transport is None or self.transport.is_closing():
+        self.close_with(REPLY_SHUTTING_DOWN)
+
+    def close_with(self, reply: str) -> None:
+        """Send ``reply`` (a 421, RFC 5321 §3.8) unprompted and close the connection."""
+        if self.closing:
             return
-        self.transport.write(REPLY_SHUTTING_DOWN.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
+        self.transport.write(reply.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
         self.transport.close()
 
 
