@@ -54,7 +54,7 @@ from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.errors import ConfigurationError, ConflictError
 from centrala.core.settings import ImapSource, Settings, get_settings
-from centrala.ingest.ledger import SENT_FOLDER_SOURCE, record_inbound_email
+from centrala.ingest.ledger import SENT_FOLDER_SOURCE, ArrivedEmail, record_inbound_emails
 from centrala.ingest.models import ImapCursor
 
 log = logging.getLogger(__name__)
@@ -267,22 +267,23 @@ def _commit_messages(
     if not messages:
         return
     with session_factory() as session:
-        recorded = [
-            (
-                uid,
-                record_inbound_email(
-                    session=session,
+        source_name = SENT_FOLDER_SOURCE if source.is_sent_folder else "imap"
+        rows = record_inbound_emails(
+            session=session,
+            emails=[
+                ArrivedEmail(
                     raw=raw,
                     mailbox=source.mailbox,
                     mail_from=_return_path(raw),
                     rcpt_tos=[source.mailbox],
-                    now=now,
-                    blobs=blobs,
-                    source=SENT_FOLDER_SOURCE if source.is_sent_folder else "imap",
-                ),
-            )
-            for uid, raw in messages
-        ]
+                    source=source_name,
+                )
+                for _uid, raw in messages
+            ],
+            now=now,
+            blobs=blobs,
+        )
+        recorded = [(uid, row) for (uid, _raw), row in zip(messages, rows, strict=True)]
         last_uid = messages[-1][0]
         cursor = session.get(ImapCursor, (source.name, source.folder))
         if cursor is None or cursor.uidvalidity != uidvalidity or cursor.last_uid >= messages[0][0]:

@@ -42,6 +42,22 @@ class RecordedEmail:
     created: bool
 
 
+@dataclass(frozen=True)
+class ArrivedEmail:
+    """A message as it arrived, before it is stored: its bytes and envelope."""
+
+    raw: bytes
+    mailbox: str
+    mail_from: str
+    rcpt_tos: Sequence[str]
+    peer: str | None = None
+    source: str = "smtp"
+    # The bytes' sha256 (hex) when the caller has it already.
+    sha256: str | None = None
+    # When it arrived, if not the ``now`` of the call that stores it.
+    received_at: datetime | None = None
+
+
 def record_inbound_email(
     *,
     session: Session,
@@ -55,40 +71,79 @@ def record_inbound_email(
     source: str = "smtp",
 ) -> RecordedEmail:
     """Insert the raw message unless the same bytes are already stored, and queue it for processing on commit."""
-    digest = hashlib.sha256(raw).hexdigest()
-    inline = len(raw) <= INLINE_RAW_LIMIT
+    [recorded] = record_inbound_emails(
+        session=session,
+        emails=[ArrivedEmail(raw, mailbox, mail_from, rcpt_tos, peer, source)],
+        now=now,
+        blobs=blobs,
+    )
+    return recorded
+
+
+def record_inbound_emails(
+    *, session: Session, emails: Sequence[ArrivedEmail], now: datetime, blobs: BlobStore
+) -> list[RecordedEmail]:
+    """Insert the messages whose bytes are not stored yet, with one statement, and queue a drain on commit;
+    the row of each message, in order (a message sent twice, even within ``emails``, names one row).
+
+    One INSERT of many rows instead of one per message: the SMTP server's group commits and the IMAP poller's
+    batches write dozens at a time, and each statement through the ORM cost more than its share of the commit.
+    """
+    digests = [email.sha256 or hashlib.sha256(email.raw).hexdigest() for email in emails]
+    rows: dict[str, dict[str, object]] = {}
+    # In arrival order: ids follow it, and the drain processes by receipt and id (a reply after its parent).
+    for email, digest in zip(emails, digests, strict=True):
+        if digest not in rows:
+            rows[digest] = _ledger_values(email=email, digest=digest, now=now, blobs=blobs)
+    table = InboundEmail.__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(table)
+        .values(list(rows.values()))
+        .on_conflict_do_nothing(index_elements=["sha256"])
+        .returning(table.c.id, table.c.sha256)
+    )
+    created = {digest: row_id for row_id, digest in session.execute(statement)}
+    missing = [digest for digest in rows if digest not in created]
+    existing: dict[str, int] = {}
+    if missing:
+        found = session.execute(select(table.c.id, table.c.sha256).where(table.c.sha256.in_(missing)))
+        existing = {digest: row_id for row_id, digest in found}
+    if created:
+        enqueue_coalesced_after_commit(session, DRAIN_EMAILS_JOB, key=DRAIN_EMAILS_KEY)
+    recorded: list[RecordedEmail] = []
+    first_seen: set[str] = set()
+    for email, digest in zip(emails, digests, strict=True):
+        is_new = digest in created and digest not in first_seen
+        first_seen.add(digest)
+        row_id = created.get(digest) or existing[digest]
+        if is_new:
+            log.info("stored inbound %s as %s (%d bytes)", digest[:12], row_id, len(email.raw))
+        else:
+            log.info("inbound %s already stored as %s", digest[:12], row_id)
+        recorded.append(RecordedEmail(id=row_id, sha256=digest, created=is_new))
+    return recorded
+
+
+def _ledger_values(*, email: ArrivedEmail, digest: str, now: datetime, blobs: BlobStore) -> dict[str, object]:
+    inline = len(email.raw) <= INLINE_RAW_LIMIT
     if not inline:
-        blobs.put(raw)
-    values = {
+        blobs.put(email.raw)
+    return {
         "sha256": digest,
-        "raw": raw if inline else None,
+        "raw": email.raw if inline else None,
         "blob_sha256": None if inline else digest,
-        "size": len(raw),
-        "source": source,
-        "mailbox": mailbox,
-        "mail_from": mail_from,
-        "rcpt_tos": list(rcpt_tos),
-        "peer": peer,
-        "received_at": now,
-        "queued_at": now,
+        "size": len(email.raw),
+        "source": email.source,
+        "mailbox": email.mailbox,
+        "mail_from": email.mail_from,
+        "rcpt_tos": list(email.rcpt_tos),
+        "peer": email.peer,
+        "received_at": email.received_at or now,
+        "queued_at": email.received_at or now,
         "status": InboundStatus.RECEIVED,
         "attempts": 0,
     }
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(InboundEmail)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["sha256"])
-        .returning(InboundEmail.id)
-    )
-    new_id = session.execute(statement).scalar_one_or_none()
-    if new_id is None:
-        existing = session.execute(select(InboundEmail.id).where(InboundEmail.sha256 == digest)).scalar_one()
-        log.info("inbound %s already stored as %s", digest[:12], existing)
-        return RecordedEmail(id=existing, sha256=digest, created=False)
-    enqueue_coalesced_after_commit(session, DRAIN_EMAILS_JOB, key=DRAIN_EMAILS_KEY)
-    log.info("stored inbound %s as %s (%d bytes)", digest[:12], new_id, len(raw))
-    return RecordedEmail(id=new_id, sha256=digest, created=True)
 
 
 def load_raw(*, row: InboundEmail, blobs: BlobStore) -> bytes:

@@ -1,7 +1,7 @@
 """The inbound SMTP server: accepts mail for our mailboxes and answers 250 once the raw bytes are committed.
 
 The server does the cheap checks (known mailbox at RCPT, size at MAIL and DATA) and hands the raw bytes to
-``ingest.ledger.record_inbound_email``; parsing and every decision about the message happen later in a worker.
+``ingest.ledger.record_inbound_emails``; parsing and every decision about the message happen later in a worker.
 The database writes run off the event loop, in writer threads that commit the messages of concurrent DATA
 transactions together (group commit): one transaction and one fsync for every message that arrived while the
 previous commit was under way, each 250 sent only after the commit that holds its row.
@@ -32,7 +32,7 @@ from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.settings import Settings, get_settings
-from centrala.ingest.ledger import RecordedEmail, record_inbound_email
+from centrala.ingest.ledger import ArrivedEmail, RecordedEmail, record_inbound_emails
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,8 @@ class InboundHandler:
     async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
         """Commit the raw message to the ledger in a worker thread, then answer 250 with its ledger id."""
         raw: bytes = envelope.original_content or b""
-        digest = hashlib.sha256(raw).hexdigest()[:12]
+        sha256 = hashlib.sha256(raw).hexdigest()
+        digest = sha256[:12]
         mailbox = self.match_mailbox(envelope.rcpt_tos[0])
         if mailbox is None:
             # Only reachable when a subclass accepts other recipients at RCPT; refuse rather than guess.
@@ -162,6 +163,7 @@ class InboundHandler:
             rcpt_tos=list(envelope.rcpt_tos),
             peer=_peer_ip(session.peer),
             now=clock.now(),
+            sha256=sha256,
         )
         future = asyncio.wrap_future(self._writer.submit(write))
         self._writes.add(future)
@@ -198,19 +200,23 @@ class InboundHandler:
     def _record_group(self, writes: list[LedgerWrite]) -> list[RecordedEmail]:
         """Store every message of ``writes`` in one transaction; the rows exist once this returns."""
         with self.sessionmaker() as db:
-            recorded = [
-                record_inbound_email(
-                    session=db,
-                    raw=write.raw,
-                    mailbox=write.mailbox,
-                    mail_from=write.mail_from,
-                    rcpt_tos=write.rcpt_tos,
-                    now=write.now,
-                    blobs=self.blobs,
-                    peer=write.peer,
-                )
-                for write in writes
-            ]
+            recorded = record_inbound_emails(
+                session=db,
+                emails=[
+                    ArrivedEmail(
+                        raw=write.raw,
+                        mailbox=write.mailbox,
+                        mail_from=write.mail_from,
+                        rcpt_tos=write.rcpt_tos,
+                        peer=write.peer,
+                        sha256=write.sha256,
+                        received_at=write.now,
+                    )
+                    for write in writes
+                ],
+                now=writes[0].now,
+                blobs=self.blobs,
+            )
             db.commit()
         return recorded
 
@@ -225,6 +231,7 @@ class LedgerWrite:
     rcpt_tos: list[str]
     peer: str | None
     now: datetime
+    sha256: str | None = None
 
 
 @dataclass
