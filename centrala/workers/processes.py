@@ -40,7 +40,7 @@ class JobTimeLimitExceeded(SystemExit):
 
 
 class JobDeathPenalty(UnixSignalDeathPenalty):
-    """rq's SIGALRM job timeout, raising ``JobTimeLimitExceeded``."""
+    """rq's SIGALRM job timeout, raising ``JobTimeLimitExceeded`` whatever exception rq asks for."""
 
     def __init__(
         self, timeout: int, exception: type[BaseException] = JobTimeLimitExceeded, **kwargs: object
