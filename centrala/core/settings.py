@@ -257,6 +257,8 @@ class Settings(BaseSettings):
     # Raw rows still unprocessed after this long are handed to the queue again by the sweeper.
     sweep_after_seconds: float = 60.0
     sweep_interval_seconds: float = 15.0
+    # rq stops any job, a drain of inbound mail included, that runs longer than this; the rows a stopped drain
+    # had reserved wait out their hold (sweep_after_seconds) and go to a later drain.
     job_timeout_seconds: int = 120
     # Pending raw e-mails a worker takes per transaction, and how long one drain job runs before it hands
     # the rest to a fresh job, so that sends and SLA checks queued behind it get their turn.

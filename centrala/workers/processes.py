@@ -10,6 +10,7 @@ import time
 from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.timeouts import UnixSignalDeathPenalty
 
 from centrala.core.queue import WORKER_TTL_SECONDS, get_queue, get_redis
 from centrala.core.settings import Settings
@@ -28,6 +29,25 @@ log = logging.getLogger(__name__)
 RETENTION_BUDGET_SECONDS = 2.0
 
 
+class JobTimeLimitExceeded(SystemExit):
+    """Raised inside a job whose rq timeout (``CENTRALA_JOB_TIMEOUT_SECONDS``) is up.
+
+    rq raises an ordinary Exception there, which the jobs' own handlers take for a fault of the message at hand
+    (quarantined) or of the batch (tried again message by message, past the timeout). Not an Exception, it ends
+    the job instead; a SystemExit because psycopg then cancels the statement in progress, leaving a connection
+    that can roll back (on any other exception it stays busy and the rollback fails).
+    """
+
+
+class JobDeathPenalty(UnixSignalDeathPenalty):
+    """rq's SIGALRM job timeout, raising ``JobTimeLimitExceeded`` whatever exception rq asks for."""
+
+    def __init__(
+        self, timeout: int, exception: type[BaseException] = JobTimeLimitExceeded, **kwargs: object
+    ) -> None:
+        super().__init__(timeout, JobTimeLimitExceeded, **kwargs)
+
+
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
     """Work the queue until told to stop. Jobs run in this process (no fork per job): they are short and
     idempotent, and a worker that dies mid-job only delays that job until rq or the sweeper hands it out again."""
@@ -38,6 +58,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
         serializer=JSONSerializer,
         worker_ttl=WORKER_TTL_SECONDS,
     )
+    worker.death_penalty_class = JobDeathPenalty
     # rq logs three lines per job at INFO; ours says what happened to which message, so keep rq's to warnings.
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
     # No with_scheduler: rq would fork a scheduler child that outlives a worker killed with SIGKILL.

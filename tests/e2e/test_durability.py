@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from centrala.core.db import session_scope
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.tickets.models import Direction, Interaction, Ticket
+from tests.support.fault_report import report
 from tests.support.mails import make_mail
 from tests.support.processes import free_port, port_is_open, service_env, start, stop, wait_until
 
@@ -32,7 +33,9 @@ def _counts() -> dict[str, int]:
             "processed": by_status.get(InboundStatus.PROCESSED, 0),
             # Inbound only: our acknowledgements are on the timeline too.
             "interactions": session.scalar(
-                select(func.count()).select_from(Interaction).where(Interaction.direction == Direction.INBOUND)
+                select(func.count())
+                .select_from(Interaction)
+                .where(Interaction.direction == Direction.INBOUND)
             ),
             "distinct_ids": session.scalar(
                 select(func.count(func.distinct(Interaction.external_id))).where(
@@ -58,8 +61,14 @@ def _children_of(pid: int) -> list[int]:
 def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed_db, redis_url):
     smtp_port = free_port()
     # Sweep fast so that the job the killed worker held is handed out again within seconds, not a minute.
-    env = service_env(tmp_path / "var", http_port=free_port(), smtp_port=smtp_port, embedded=False,
-                      CENTRALA_SWEEP_AFTER_SECONDS="2", CENTRALA_SWEEP_INTERVAL_SECONDS="0.5")
+    env = service_env(
+        tmp_path / "var",
+        http_port=free_port(),
+        smtp_port=smtp_port,
+        embedded=False,
+        CENTRALA_SWEEP_AFTER_SECONDS="2",
+        CENTRALA_SWEEP_INTERVAL_SECONDS="0.5",
+    )
     smtp = start(["smtp"], env, tmp_path / "smtp.log")
     scheduler = start(["scheduler"], env, tmp_path / "scheduler.log")
     worker = start(["worker"], env, tmp_path / "worker-1.log")
@@ -73,8 +82,9 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed
                 for n in range(MESSAGES):
                     # Every tenth message continues the previous one's thread.
                     reply_to = f"<kill-{n - 1}@example.cz>" if n % 10 == 9 else None
-                    raw = make_mail(subject=f"Dotaz {n}", message_id=f"<kill-{n}@example.cz>",
-                                    in_reply_to=reply_to)
+                    raw = make_mail(
+                        subject=f"Dotaz {n}", message_id=f"<kill-{n}@example.cz>", in_reply_to=reply_to
+                    )
                     client.sendmail("jana@example.cz", ["support@localhost"], raw)
                     accepted.append(n)
 
@@ -92,8 +102,20 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed
 
         worker = start(["worker"], env, tmp_path / "worker-2.log")
         processes.append(worker)
-        counts = wait_until(lambda: (c := _counts())["processed"] == MESSAGES and c, timeout=90,
-                            what="every message processed")
+        counts = wait_until(
+            lambda: (c := _counts())["processed"] == MESSAGES and c,
+            timeout=90,
+            what="every message processed",
+        )
+        report(
+            "test_worker_killed_mid_load_loses_and_duplicates_nothing",
+            sent=MESSAGES,
+            accepted=len(accepted),
+            stored=counts["stored"],
+            duplicates=counts["interactions"] - counts["distinct_ids"],
+            processed=counts["processed"],
+            tickets=counts["tickets"],
+        )
         assert counts == {
             "stored": MESSAGES,
             "processed": MESSAGES,
