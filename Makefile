@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Both create .venv and install on first use.
-# `make faults` runs the long hostile-input tests (fuzzing the inbound path, schemathesis) left out of `make test`.
+# `make faults` runs the long tests left out of `make test`: hostile input (fuzzing, schemathesis) and injected faults.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
