@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -103,11 +105,39 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         options = connection.get_execution_options()
         read_only = options.get(READ_ONLY_OPTION, False)
         wanted = int(options.get(LOCK_TIMEOUT_OPTION, busy_timeout_ms))
-        record = connection.connection.info
-        if record.get("busy_timeout_ms", busy_timeout_ms) != wanted:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={wanted}")
-            record["busy_timeout_ms"] = wanted
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if read_only:
+            connection.exec_driver_sql("BEGIN")
+        else:
+            _begin_immediate(connection, timeout_ms=wanted, busy_timeout_ms=busy_timeout_ms)
+
+
+# How often a writer waiting for SQLite's write lock tries again.
+WRITE_LOCK_POLL_SECONDS = 0.001
+
+
+def _begin_immediate(connection: Any, *, timeout_ms: int, busy_timeout_ms: int) -> None:
+    """Take SQLite's write lock, trying every millisecond until ``timeout_ms`` is up.
+
+    SQLite's own busy handler sleeps ever longer between tries (up to 100 ms), so a writer waiting behind a
+    run of short transactions (a drain's) kept missing the moments the lock was free, and an SMTP commit that
+    should take a millisecond waited hundreds. Polling often takes the lock within a millisecond of its release.
+    """
+    raw = connection.connection.driver_connection
+    deadline = time.monotonic() + timeout_ms / 1000
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+            time.sleep(WRITE_LOCK_POLL_SECONDS)
+        # Once more through SQLAlchemy, which raises its OperationalError for callers to answer (451, a retry).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
 
 
 @functools.cache
