@@ -201,30 +201,82 @@ def process_pending_emails(
     """
     rows = claim_pending_emails(session=session, limit=limit, ids=ids)
     parsed = parsed or {}
-    with batch_cache_scope(session, cache):
-        if len(rows) > 1:
-            # Nearly every batch goes through whole: try it in one savepoint, which spares two statements (and on
-            # PostgreSQL two round trips) per message; if any message fails, go again one savepoint each.
-            try:
-                with savepoint(session):
-                    return _each_in_time(
-                        rows,
-                        lambda row: _process_row(
-                            session=session, row=row, now=now, blobs=blobs, settings=settings,
-                            parsed=parsed.get(row.id),
-                        ),
-                        until,
-                    )
-            except Exception as error:  # noqa: BLE001 - every message is tried again below, on its own
-                hide_sql_parameters(error)
-                log.info("batch of %d failed as a whole (%s); one message at a time", len(rows), type(error).__name__)
-        return _each_in_time(
-            rows,
-            lambda row: process_claimed_email(
-                session=session, row=row, now=now, blobs=blobs, settings=settings, parsed=parsed.get(row.id)
-            ),
-            until,
+    session.info[_ABSENT_KEY] = _absent_external_ids(session=session, rows=rows, parsed=parsed)
+    try:
+        with batch_cache_scope(session, cache):
+            return _process_claimed(
+                session=session, rows=rows, now=now, blobs=blobs, settings=settings, parsed=parsed, until=until
+            )
+    finally:
+        session.info.pop(_ABSENT_KEY, None)
+
+
+# The session.info key of the Message-IDs of a transaction's rows that no interaction had when it began.
+_ABSENT_KEY = "centrala.absent_external_ids"
+
+
+def _absent_external_ids(
+    *, session: Session, rows: Sequence[InboundEmail], parsed: Mapping[int, ParsedRow]
+) -> set[str]:
+    """Which of the rows' interaction keys (Message-IDs) are not taken yet: one query for the transaction
+    instead of one per message. A key taken later (a concurrent drain) fails on the unique constraint, and
+    the message's second try looks it up."""
+    keys = {
+        _external_id(row=row, parsed=found.parsed)
+        for row in rows
+        if (found := parsed.get(row.id)) is not None and found.parsed is not None and found.sha256 == row.sha256
+    }
+    if not keys:
+        return set()
+    taken = set(
+        session.scalars(
+            select(Interaction.external_id).where(
+                Interaction.channel == Channel.EMAIL, Interaction.external_id.in_(keys)
+            )
         )
+    )
+    return keys - taken
+
+
+def _external_id(*, row: InboundEmail, parsed: ParsedEmail) -> str:
+    """The key of the message's interaction: its Message-ID, else the hash of its bytes."""
+    return parsed.message_id or f"sha256:{row.sha256}"
+
+
+def _process_claimed(
+    *,
+    session: Session,
+    rows: Sequence[InboundEmail],
+    now: datetime,
+    blobs: BlobStore,
+    settings: Settings,
+    parsed: Mapping[int, ParsedRow],
+    until: float | None,
+) -> list[ProcessOutcome]:
+    """Process the claimed rows: the whole batch in one savepoint, else (one failed) each in its own."""
+    if len(rows) > 1:
+        # Nearly every batch goes through whole: try it in one savepoint, which spares two statements (and on
+        # PostgreSQL two round trips) per message; if any message fails, go again one savepoint each.
+        try:
+            with savepoint(session):
+                return _each_in_time(
+                    rows,
+                    lambda row: _process_row(
+                        session=session, row=row, now=now, blobs=blobs, settings=settings,
+                        parsed=parsed.get(row.id),
+                    ),
+                    until,
+                )
+        except Exception as error:  # noqa: BLE001 - every message is tried again below, on its own
+            hide_sql_parameters(error)
+            log.info("batch of %d failed as a whole (%s); one message at a time", len(rows), type(error).__name__)
+    return _each_in_time(
+        rows,
+        lambda row: process_claimed_email(
+            session=session, row=row, now=now, blobs=blobs, settings=settings, parsed=parsed.get(row.id)
+        ),
+        until,
+    )
 
 
 def _each_in_time(
@@ -381,13 +433,16 @@ def _record_parsed(
     blobs: BlobStore,
     settings: Settings,
 ) -> ProcessOutcome:
-    external_id = parsed.message_id or f"sha256:{row.sha256}"
+    external_id = _external_id(row=row, parsed=parsed)
     row.message_id = external_id
 
     flag = None
-    existing = session.scalar(
+    absent = session.info.get(_ABSENT_KEY, set())
+    existing = None if external_id in absent else session.scalar(
         select(Interaction).where(Interaction.channel == Channel.EMAIL, Interaction.external_id == external_id)
     )
+    # From here on the key may be taken (by this message, if nothing goes wrong): look it up next time.
+    absent.discard(external_id)
     if existing is not None:
         if existing.author_address == parsed.from_address:
             # The same message again: twice by SMTP, or by SMTP and IMAP both.

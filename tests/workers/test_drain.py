@@ -269,3 +269,21 @@ def test_a_message_our_code_fails_on_is_quarantined_and_its_batch_keeps_the_othe
     # The two acknowledgements' send jobs survived the failed message's rollback; none for the failed one.
     assert len(acknowledgements) == 2
     assert sorted(get_queue().job_ids) == sorted(f"outbound-email-{i}" for i in acknowledgements)
+
+
+def test_one_message_delivered_twice_in_one_batch_becomes_one_interaction(db, job_settings, blobs):
+    """The same Message-ID from the same sender twice, in different bytes (by SMTP and by IMAP, say), in one
+    batch: the second finds the interaction the first made in the same transaction."""
+    job_settings(ingest_batch_size=10)
+    first = make_mail(subject="Dotaz", message_id="<twice@example.cz>")
+    again = make_mail(subject="Dotaz", message_id="<twice@example.cz>", extra_headers={"X-Copy": "imap"})
+    assert first != again
+    store(db, [first, make_mail(subject="Jiný dotaz", message_id="<other@example.cz>"), again], blobs)
+
+    assert jobs.drain_inbound_emails() == {"processed": 3}
+
+    state = ledger(db)
+    assert (state["interactions"], state["distinct_ids"], state["tickets"]) == (2, 2, 2)
+    with db() as session:
+        reasons = list(session.scalars(select(InboundEmail.reason).order_by(InboundEmail.id)))
+    assert reasons == [None, None, "duplicate"]
