@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape as html_escape
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
@@ -492,25 +492,27 @@ def _acknowledgement_refusal(
         return "the sender is a machine address"
     if _is_our_mailbox(recipient, settings):
         return "the sender is one of our mailboxes"
-    undeliverable = session.scalar(
-        select(ContactEmail.undeliverable_at).where(ContactEmail.address == recipient)
-    )
+    # One round trip for the three facts about the recipient and the ticket.
+    acknowledgements = select(OutboundEmail.id).where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)
+    undeliverable, acknowledged, recent = session.execute(
+        select(
+            select(ContactEmail.undeliverable_at).where(ContactEmail.address == recipient).scalar_subquery(),
+            # A ticket opened in this transaction has no acknowledgement yet.
+            false() if new_ticket else acknowledgements.where(OutboundEmail.ticket_id == ticket.id).exists(),
+            select(func.count())
+            .select_from(
+                acknowledgements.where(
+                    OutboundEmail.recipient == recipient,
+                    OutboundEmail.created_at > now - timedelta(minutes=settings.ack_window_minutes),
+                ).subquery()
+            )
+            .scalar_subquery(),
+        )
+    ).one()
     if undeliverable is not None:
         return "the sender's address is undeliverable"
-    acknowledged = None if new_ticket else session.scalar(
-        select(OutboundEmail.id)
-        .where(OutboundEmail.ticket_id == ticket.id, OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)
-        .limit(1)
-    )
-    if acknowledged is not None:
+    if acknowledged:
         return "the ticket was acknowledged already"
-    recent = session.scalar(
-        select(func.count(OutboundEmail.id)).where(
-            OutboundEmail.recipient == recipient,
-            OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT,
-            OutboundEmail.created_at > now - timedelta(minutes=settings.ack_window_minutes),
-        )
-    )
     if recent >= settings.ack_max_per_recipient:
         return "rate limit for the recipient reached"
     return None
