@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from centrala.core.db import is_postgresql
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.core.text import single_line
 from centrala.tickets.models import Contact, ContactEmail, ContactPhone, OrganizationDomain
@@ -156,7 +157,7 @@ def _unique(values: Iterable[str]) -> list[str]:
 def match_or_create_contact_by_email(*, session: Session, address: str, name: str, now: datetime) -> Contact:
     """The contact who owns ``address``, or a new one, attached to the organisation owning its e-mail domain."""
     address = normalise_email(address)
-    contact = session.scalar(select(Contact).join(ContactEmail).where(ContactEmail.address == address))
+    contact = _contact_by_email(session=session, address=address)
     if contact is not None:
         if name and not contact.name:
             contact.name = single_line(name)[:MAX_NAME_LENGTH]
@@ -172,6 +173,22 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
         updated_at=now,
         emails=[ContactEmail(address=address)],
     )
-    session.add(contact)
-    session.flush()
+    if not is_postgresql(session):
+        # SQLite has one writer: nobody can create the same contact meanwhile.
+        session.add(contact)
+        session.flush()
+        return contact
+    try:
+        # PostgreSQL: another worker's transaction may be creating the same contact. In a savepoint, losing that
+        # race costs this one insert, not the caller's transaction (a drain's whole batch).
+        with session.begin_nested():
+            session.add(contact)
+    except IntegrityError:
+        contact = _contact_by_email(session=session, address=address)
+        if contact is None:
+            raise
     return contact
+
+
+def _contact_by_email(*, session: Session, address: str) -> Contact | None:
+    return session.scalar(select(Contact).join(ContactEmail).where(ContactEmail.address == address))

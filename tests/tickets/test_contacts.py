@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.tickets.contacts import (
     create_contact,
     find_contacts_by_email,
     find_contacts_by_phone,
+    match_or_create_contact_by_email,
     normalise_email,
     normalise_phone,
 )
@@ -135,3 +139,42 @@ def test_find_contacts_by_email_and_phone(session):
     assert find_contacts_by_email(session=session, address="nobody@example.org") == []
     assert find_contacts_by_phone(session=session, number="601 123 456", region="CZ") == [jana, pavel]
     assert find_contacts_by_phone(session=session, number="+420 777 000 111", region="CZ") == []
+
+
+def test_two_transactions_creating_the_same_sender_end_with_one_contact_and_both_go_on(committed_db):
+    """Two drains meeting the same new sender at once: the second finds the first's contact, and its own
+    transaction (with the rest of its batch) still commits."""
+    from centrala.core.db import get_sessionmaker
+    from centrala.tickets.models import Organization
+
+    sessions = get_sessionmaker()
+    first = sessions()
+    created = match_or_create_contact_by_email(session=first, address="nova@example.cz", name="Nová", now=NOW)
+    found: list[int] = []
+    errors: list[BaseException] = []
+
+    def second_drain() -> None:
+        with sessions() as second:
+            try:
+                contact = match_or_create_contact_by_email(
+                    session=second, address="Nova@Example.cz", name="", now=NOW
+                )
+                second.add(Organization(name="Other work of the same batch", created_at=NOW))
+                second.commit()
+                found.append(contact.id)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+    # It waits for the first (SQLite: for the write lock; PostgreSQL: on the address's unique key).
+    thread = threading.Thread(target=second_drain)
+    thread.start()
+    time.sleep(0.5)
+    first.commit()
+    thread.join(30)
+    first.close()
+
+    assert errors == []
+    assert found == [created.id]
+    with sessions() as check:
+        assert check.scalar(select(func.count()).select_from(ContactEmail)) == 1
+        assert check.scalar(select(func.count()).select_from(Organization)) == 1
