@@ -68,6 +68,9 @@ def publish_now(events: list[tuple[int, LiveEvent]], connection: redis.Redis | N
 
 @event.listens_for(Session, "after_commit")
 def _send_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint's release, which SQLAlchemy reports as a commit: what it announces is not committed yet.
+        return
     events = session.info.pop(_PENDING_KEY, None)
     if events:
         publish_now(events)

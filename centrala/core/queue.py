@@ -179,6 +179,9 @@ def _whole_second_after(moment: datetime) -> datetime:
 
 @event.listens_for(Session, "after_commit")
 def _send_pending_jobs(session: Session) -> None:
+    if session.in_nested_transaction():
+        # SQLAlchemy reports a savepoint's release as a commit too; the rows are not committed yet.
+        return
     jobs = session.info.pop(_PENDING_KEY, None)
     if jobs:
         enqueue_now(jobs)

@@ -232,6 +232,25 @@ def test_a_rolled_back_savepoint_forgets_the_jobs_queued_inside_it(db):
     assert queue.job_ids == ["kept"]
 
 
+def test_jobs_queued_inside_a_released_savepoint_wait_for_the_real_commit(db):
+    """SQLAlchemy reports a savepoint's release as a commit; a job sent then could run before its rows exist,
+    or for rows a later rollback removes."""
+    queue = get_queue()
+    with db() as session:
+        with savepoint(session):
+            enqueue_after_commit(session, "centrala.workers.jobs.check_sla_clock", 1, job_id="after-commit")
+        assert queue.job_ids == []
+        session.rollback()
+    assert queue.job_ids == []
+
+    with db() as session:
+        with savepoint(session):
+            enqueue_after_commit(session, "centrala.workers.jobs.check_sla_clock", 1, job_id="after-commit")
+        assert queue.job_ids == []
+        session.commit()
+    assert queue.job_ids == ["after-commit"]
+
+
 def test_the_sweeper_queues_a_drain_for_rows_left_pending(db, job_settings, blobs, monkeypatch):
     job_settings(sweep_after_seconds=60.0)
     store(db, conversation(2), blobs)
