@@ -12,13 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from centrala.core import clock
 from centrala.core.blobs import BlobStore
-from centrala.core.db import (
-    get_read_sessionmaker,
-    get_sessionmaker,
-    hide_sql_parameters,
-    is_postgresql,
-    session_scope,
-)
+from centrala.core.db import get_read_sessionmaker, get_sessionmaker, hide_sql_parameters, session_scope
 from centrala.core.errors import DeliveryError, InvalidInputError, TemporaryFailure, TransientDeliveryError
 from centrala.core.queue import PendingJob, enqueue_after_commit, enqueue_now, release_coalesced
 from centrala.core.settings import Settings, get_settings
@@ -144,14 +138,15 @@ def _record_reserved(
     settings: Settings,
     cache: dict[object, object] | None = None,
 ) -> list[ProcessOutcome]:
-    """Process a drain's reserved rows; on SQLite in transactions of at most ``ingest_transaction_ms`` each, as
-    every SMTP commit waits for the one writer and a long batch would hold up every sender's 250. PostgreSQL's
-    writers do not wait for each other's rows: there the batch is one transaction."""
+    """Process a drain's reserved rows in transactions of at most ``ingest_transaction_ms`` each: on SQLite
+    every SMTP commit waits for the one writer, and a long batch would hold up every sender's 250; on PostgreSQL
+    two drains writing to the same tickets and contacts wait for each other's row locks, and long transactions
+    there deadlocked (each then done again one message at a time)."""
     outcomes: list[ProcessOutcome] = []
     remaining = ids
     while remaining:
         session = get_sessionmaker()()
-        until = None if is_postgresql(session) else time.monotonic() + settings.ingest_transaction_ms / 1000
+        until = time.monotonic() + settings.ingest_transaction_ms / 1000
         try:
             done = process_pending_emails(
                 session=session, now=clock.now(), blobs=blobs, settings=settings, limit=len(remaining),
