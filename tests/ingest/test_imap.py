@@ -26,6 +26,7 @@ from centrala.ingest import imap as imap_module
 from centrala.ingest.imap import connect_imap, import_new_messages, run_imap_source
 from centrala.ingest.models import ImapCursor, InboundEmail
 from tests.support.dovecot import DovecotServer
+from tests.support.fault_report import report
 from tests.support.mails import make_mail
 from tests.support.processes import wait_until
 
@@ -233,6 +234,7 @@ def test_crash_after_commit_before_flagging_imports_once_and_flags_on_the_next_p
     assert [row.raw for row in ledger(committed_db)] == raws
     assert all(SEEN in value for value in flags(dovecot).values())
     assert cursor(committed_db, source).after_import_uid == uids[-1]
+    report_imap("imap_crash_after_commit_before_flagging", committed_db, sent=len(raws))
 
 
 def test_crash_after_commit_before_moving_moves_on_the_next_pass(dovecot, run_pass, committed_db):
@@ -254,6 +256,7 @@ def test_crash_after_commit_before_moving_moves_on_the_next_pass(dovecot, run_pa
     assert flags(dovecot, "INBOX") == {}
     assert len(flags(dovecot, "Processed")) == 1
     assert len(ledger(committed_db)) == 1
+    report_imap("imap_crash_after_commit_before_moving", committed_db, sent=1)
 
 
 def test_crash_after_fetch_before_commit_imports_each_message_once(
@@ -280,6 +283,7 @@ def test_crash_after_fetch_before_commit_imports_each_message_once(
 
     assert [row.raw for row in ledger(committed_db)] == raws
     assert all(SEEN in value for value in flags(dovecot).values())
+    report_imap("imap_crash_after_fetch_before_commit", committed_db, sent=len(raws))
 
 
 def test_new_uidvalidity_reads_the_folder_again_without_storing_anything_twice(
@@ -305,6 +309,13 @@ def test_new_uidvalidity_reads_the_folder_again_without_storing_anything_twice(
     assert state.uidvalidity != old_uidvalidity
     assert state.last_uid == 3
     assert [row.raw for row in ledger(committed_db)] == [first, second, third]
+    report_imap("imap_new_uidvalidity", committed_db, sent=3)
+
+
+def report_imap(name: str, engine: Engine, *, sent: int) -> None:
+    """The fault's counts: messages put in the folder, ledger rows, rows of the same bytes beyond the first."""
+    raws = [row.raw for row in ledger(engine)]
+    report(name, sent=sent, stored=len(raws), duplicates=len(raws) - len(set(raws)))
 
 
 @contextmanager
@@ -357,6 +368,7 @@ def test_idle_imports_new_mail_and_survives_a_dovecot_restart(dovecot, settings,
     connects = [r for r in caplog.records if "connected to" in r.getMessage()]
     assert len(connects) >= 2, "the restart should have cost the poller its connection"
     assert dovecot.password not in caplog.text
+    report_imap("imap_dovecot_restarted_while_idling", committed_db, sent=3)
 
 
 def test_without_idle_the_folder_is_polled(dovecot, settings, blobs, committed_db, monkeypatch):

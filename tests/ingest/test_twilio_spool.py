@@ -16,6 +16,7 @@ from centrala.core.db import get_sessionmaker, is_postgresql
 from centrala.core.settings import Settings
 from centrala.ingest.models import CallEventRecord
 from centrala.ingest.twilio_spool import spooled
+from tests.support.fault_report import report
 from tests.telephony import forms
 
 TOKEN = "spool-test-token"
@@ -110,9 +111,14 @@ def test_webhooks_are_answered_at_once_while_the_database_is_locked_and_stored_o
         stored = session.scalar(select(func.count()).select_from(CallEventRecord))
         distinct = session.scalar(select(func.count(func.distinct(CallEventRecord.event_key))))
         session.execute(text("SELECT 1"))
-    print(
-        f"webhooks sent {len(sent)}, spooled while locked {waiting}, stored {stored}, distinct {distinct}, "
-        f"slowest answer {max(latencies) * 1000:.0f} ms"
+    report(
+        "twilio_database_locked_10_s",
+        sent=len(sent) + 1,
+        answered_200=len(latencies) + 1,
+        spooled_while_locked=waiting,
+        stored=stored,
+        duplicates=stored - distinct,
+        slowest_answer_ms=round(max(latencies) * 1000),
     )
     assert waiting == len(sent)
     assert spooled(settings) == []
