@@ -31,13 +31,13 @@ def _die() -> None:
 
 
 def _crash_before_commit() -> None:
-    insert = smtp.record_inbound_email
+    insert = smtp.record_inbound_emails
 
     def insert_then_die(**kwargs):
         insert(**kwargs)
         _die()
 
-    smtp.record_inbound_email = insert_then_die
+    smtp.record_inbound_emails = insert_then_die
 
 
 def _crash_after_commit() -> None:
