@@ -39,6 +39,7 @@ from centrala.core.blobs import BlobStore
 from centrala.core.db import get_read_sessionmaker
 from centrala.core.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from centrala.core.forms import comes_from_our_pages
+from centrala.core.ids import MAX_ID
 from centrala.core.live import event_stream_response
 from centrala.core.queue import get_redis
 from centrala.core.settings import Settings
@@ -714,7 +715,7 @@ def attachment_download(
     session: SessionDep, settings: SettingsDep, current: SignedInDep, attachment_id: int
 ) -> Response:
     """A file of a message on a ticket the agent may work (always downloaded, never shown as a page)."""
-    attachment = session.get(Attachment, attachment_id) if 0 < attachment_id < 2**31 else None
+    attachment = session.get(Attachment, attachment_id) if 0 < attachment_id <= MAX_ID else None
     ticket = attachment.interaction.ticket if attachment is not None else None
     if attachment is None or (ticket is not None and not can_work(session=session, agent=current.agent,
                                                                   ticket=ticket)):
@@ -725,7 +726,7 @@ def attachment_download(
 @router.get("/calls/{call_id}/recording")
 def call_recording(session: SessionDep, settings: SettingsDep, current: SignedInDep, call_id: int) -> Response:
     """The call's recording (voicemail or recorded call), to listen to in the browser."""
-    call = session.get(Call, call_id) if 0 < call_id < 2**31 else None
+    call = session.get(Call, call_id) if 0 < call_id <= MAX_ID else None
     ticket = session.get(Ticket, call.ticket_id) if call is not None and call.ticket_id else None
     if call is None or call.recording_sha256 is None or (
         ticket is not None and not can_work(session=session, agent=current.agent, ticket=ticket)

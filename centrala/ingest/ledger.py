@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
+from centrala.core.db import is_postgresql
 from centrala.core.errors import NotFoundError
 from centrala.core.queue import enqueue_after_commit, enqueue_coalesced_after_commit
 from centrala.core.settings import Settings
@@ -96,7 +97,7 @@ def record_inbound_emails(
         if digest not in rows:
             rows[digest] = _ledger_values(email=email, digest=digest, now=now, blobs=blobs)
     table = InboundEmail.__table__
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = pg_insert if is_postgresql(session) else sqlite_insert
     statement = (
         insert(table)
         .values(list(rows.values()))

@@ -18,7 +18,7 @@ from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.db import get_read_sessionmaker
 from centrala.core.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
-from centrala.core.ids import BodyId, PathId
+from centrala.core.ids import BodyId, PathId, QueryId
 from centrala.core.live import event_stream_response
 from centrala.ingest.calls import lock_call
 from centrala.telephony.client import TwilioClient, make_twilio_client
@@ -37,7 +37,6 @@ from centrala.tickets.models import (
 )
 from centrala.tickets.phone import CallerLog, caller_log, format_number, log_call, screen_pop
 from centrala.tickets.phone_models import Call, CallbackState, CallerMatch
-from centrala.tickets.queries import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +183,9 @@ class CallCreate(BaseModel):
     """Click-to-call: Twilio calls the customer from our line and, once they pick up, rings you."""
 
     # Ids bounded as database ids are: PostgreSQL refused a larger one with an error (a 500).
-    contact_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    contact_id: BodyId | None = None
     number: str | None = Field(default=None, max_length=40, description="Instead of a contact: any number")
-    ticket_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    ticket_id: BodyId | None = None
     line: str | None = Field(default=None, description="Our number to call from; the first configured line")
     callback_for: str | None = Field(default=None, description="The CallSid of the missed call this returns")
 
@@ -229,7 +228,7 @@ class QueueMembership(BaseModel):
 def list_calls(
     session: SessionDep,
     queue: str | None = None,
-    agent_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    agent_id: QueryId | None = None,
     outcome: Literal["answered", "missed", "voicemail", "busy", "failed"] | None = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -196,8 +196,9 @@ def process_pending_emails(
     ``parse_reserved_emails``) are not parsed again. Past ``until`` (``time.monotonic()``) no further row is
     begun, so that the transaction, and on SQLite the write lock, stays short; the outcomes say which rows were
     done. ``cache``: lookups remembered across the transactions of one drain (``batch_cache_scope``). One
-    commit for the whole batch; a message that fails is quarantined without costing the others. A database error other than a conflict with a concurrent writer is raised: the caller rolls the
-    batch back and its rows stay pending for the next drain.
+    commit for the whole batch; a message that fails is quarantined without costing the others. A database
+    error other than a conflict with a concurrent writer is raised: the caller rolls the batch back and its rows
+    stay pending for the next drain.
     """
     rows = claim_pending_emails(session=session, limit=limit, ids=ids)
     parsed = parsed or {}

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from centrala.core import clock
 from centrala.core.db import get_db
 from centrala.core.errors import AuthenticationError, InvalidInputError, NotFoundError
-from centrala.core.ids import PathId
+from centrala.core.ids import PathId, QueryId
 from centrala.core.settings import Settings, get_settings
 from centrala.core.text import single_line
 from centrala.tickets import contacts, queries
@@ -104,7 +104,7 @@ def list_tickets(
     session: SessionDep,
     agent: CurrentAgentDep,
     status: Annotated[list[TicketStatus] | None, Query(description="Only tickets in these states")] = None,
-    contact_id: Annotated[int | None, Query(ge=1, le=queries.MAX_ID)] = None,
+    contact_id: QueryId | None = None,
     include_archived: Annotated[
         bool, Query(description="Also tickets archived after being closed long ago (left out by default)")
     ] = False,

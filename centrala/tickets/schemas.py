@@ -23,7 +23,6 @@ from centrala.tickets.models import (
     TicketStatus,
     format_ticket_number,
 )
-from centrala.tickets.queries import MAX_ID
 from centrala.tickets.replies import MAX_REPLY_HTML, MAX_REPLY_TEXT
 from centrala.tickets.sla_clocks import remaining_business_minutes
 
@@ -214,8 +213,8 @@ class TicketUpdate(BaseModel):
 
     priority: TicketPriority | None = None
     # Bounded as database ids are: PostgreSQL refused a larger one with an error (a 500).
-    assignee_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    queue_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    assignee_id: BodyId | None = None
+    queue_id: BodyId | None = None
 
 
 class ReplyCreate(BaseModel):
