@@ -9,41 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
-from centrala.core.db import session_scope
-from centrala.ingest.models import InboundEmail, InboundStatus
-from centrala.tickets.models import Direction, Interaction, Ticket
 from tests.support.fault_report import report
+from tests.support.ledger_counts import ledger_counts, wait_all_processed
 from tests.support.mails import make_mail
 from tests.support.processes import free_port, port_is_open, service_env, start, stop, wait_until
 
 pytestmark = pytest.mark.e2e
 
 MESSAGES = 60
-
-
-def _counts() -> dict[str, int]:
-    with session_scope() as session:
-        by_status = dict(
-            session.execute(select(InboundEmail.status, func.count()).group_by(InboundEmail.status)).all()
-        )
-        return {
-            "stored": sum(by_status.values()),
-            "processed": by_status.get(InboundStatus.PROCESSED, 0),
-            # Inbound only: our acknowledgements are on the timeline too.
-            "interactions": session.scalar(
-                select(func.count())
-                .select_from(Interaction)
-                .where(Interaction.direction == Direction.INBOUND)
-            ),
-            "distinct_ids": session.scalar(
-                select(func.count(func.distinct(Interaction.external_id))).where(
-                    Interaction.direction == Direction.INBOUND
-                )
-            ),
-            "tickets": session.scalar(select(func.count()).select_from(Ticket)),
-        }
 
 
 def _children_of(pid: int) -> list[int]:
@@ -90,7 +64,7 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed
 
         sender = threading.Thread(target=send_all)
         sender.start()
-        wait_until(lambda: _counts()["processed"] >= 10, timeout=30, what="the first ten processed")
+        wait_until(lambda: ledger_counts(committed_db)["processed"] >= 10, timeout=30, what="the first ten processed")
         children = _children_of(worker.pid)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
@@ -102,17 +76,13 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed
 
         worker = start(["worker"], env, tmp_path / "worker-2.log")
         processes.append(worker)
-        counts = wait_until(
-            lambda: (c := _counts())["processed"] == MESSAGES and c,
-            timeout=90,
-            what="every message processed",
-        )
+        counts = wait_all_processed(committed_db, MESSAGES, timeout=90)
         report(
             "test_worker_killed_mid_load_loses_and_duplicates_nothing",
             sent=MESSAGES,
             accepted=len(accepted),
             stored=counts["stored"],
-            duplicates=counts["interactions"] - counts["distinct_ids"],
+            duplicates=counts["duplicates"],
             processed=counts["processed"],
             tickets=counts["tickets"],
         )
@@ -120,7 +90,7 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed
             "stored": MESSAGES,
             "processed": MESSAGES,
             "interactions": MESSAGES,
-            "distinct_ids": MESSAGES,
+            "duplicates": 0,
             "tickets": MESSAGES - MESSAGES // 10,
         }
     finally:

@@ -29,8 +29,8 @@ from centrala.core.queue import get_queue
 from centrala.core.settings import Settings
 from centrala.ingest.ledger import DRAIN_EMAILS_JOB
 from centrala.ingest.models import InboundEmail, InboundStatus
-from centrala.tickets.models import Direction, Interaction, Ticket
 from tests.support.fault_report import report
+from tests.support.ledger_counts import wait_all_processed
 from tests.support.mails import make_mail
 from tests.support.processes import free_port, port_is_open, run, service_env, start, stop, wait_until
 from tests.support.services import running_postgres, running_redis
@@ -142,29 +142,6 @@ def expected_tickets(count: int) -> int:
     return count - count // 10
 
 
-def ledger_counts(engine: Engine) -> dict[str, int]:
-    """What the database holds: ledger rows, processed rows, inbound interactions and their Message-IDs, tickets.
-
-    Read-only: on SQLite it takes no write lock and so never waits for (or blocks) the service's writers.
-    """
-    with Session(engine.execution_options(**{READ_ONLY_OPTION: True})) as session:
-        by_status = dict(
-            session.execute(select(InboundEmail.status, func.count()).group_by(InboundEmail.status)).all()
-        )
-        inbound = Interaction.direction == Direction.INBOUND
-        interactions = session.scalar(select(func.count()).select_from(Interaction).where(inbound))
-        distinct_ids = session.scalar(
-            select(func.count(func.distinct(Interaction.external_id))).where(inbound)
-        )
-        return {
-            "stored": sum(by_status.values()),
-            "processed": by_status.get(InboundStatus.PROCESSED, 0),
-            "interactions": interactions,
-            "duplicates": interactions - distinct_ids,
-            "tickets": session.scalar(select(func.count()).select_from(Ticket)),
-        }
-
-
 def reserved_rows(engine: Engine) -> int:
     """Pending rows a drain has reserved: their ``queued_at`` moved into the future (``reserve_pending_emails``)."""
     with Session(engine.execution_options(**{READ_ONLY_OPTION: True})) as session:
@@ -173,15 +150,6 @@ def reserved_rows(engine: Engine) -> int:
             .select_from(InboundEmail)
             .where(InboundEmail.status == InboundStatus.RECEIVED, InboundEmail.queued_at > clock.now())
         )
-
-
-def wait_all_processed(engine: Engine, count: int, *, timeout: float) -> dict[str, int]:
-    return wait_until(
-        lambda: (counts := ledger_counts(engine))["processed"] >= count and counts,
-        timeout=timeout,
-        interval=0.2,
-        what=f"all {count} messages processed",
-    )
 
 
 def timed_out_drains() -> int:
