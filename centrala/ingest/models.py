@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from centrala.core.db import Base, UTCDateTime
-from centrala.tickets.models import str_enum
+from centrala.tickets.models import Interaction, str_enum
 
 
 class InboundStatus(enum.StrEnum):
@@ -50,6 +50,8 @@ class InboundEmail(Base):
     interaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("interaction.id", ondelete="SET NULL"), index=True
     )
+    # Set with the interaction before it has an id: the row's outcome is written in the same flush.
+    interaction: Mapped[Interaction | None] = relationship()
 
 
 class ImapCursor(Base):

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, or_, select, update
@@ -419,9 +419,18 @@ def _process_row(
         outcome = _record_parsed(
             session=session, row=row, parsed=parsed.parsed, now=now, blobs=blobs, settings=settings
         )
-    # Counted last, with the outcome: changed first, the row would be written once more by the first query's
-    # autoflush.
+        row.message_id = _external_id(row=row, parsed=parsed.parsed)
+    # Counted last, with the outcome, and written in one flush with what the message recorded: changed earlier,
+    # the row would be written once more by the first query's autoflush.
     row.attempts += 1
+    session.flush()
+    if outcome.status is InboundStatus.PROCESSED and outcome.interaction_id is None and row.interaction is not None:
+        interaction = row.interaction
+        log.info(
+            "inbound %s became interaction %s on ticket %s (%s, %s)",
+            row.id, interaction.id, interaction.ticket_id, interaction.thread_reason, interaction.classification,
+        )
+        outcome = replace(outcome, interaction_id=interaction.id, ticket_id=interaction.ticket_id)
     return outcome
 
 
@@ -435,7 +444,6 @@ def _record_parsed(
     settings: Settings,
 ) -> ProcessOutcome:
     external_id = _external_id(row=row, parsed=parsed)
-    row.message_id = external_id
 
     flag = None
     absent = session.info.get(_ABSENT_KEY, set())
@@ -471,11 +479,7 @@ def _record_parsed(
             session=session, parsed=parsed, external_id=external_id, row=row, now=now, blobs=blobs,
             settings=settings, flag=flag,
         )
-    session.flush()
-    log.info(
-        "inbound %s became interaction %s on ticket %s (%s, %s)",
-        row.id, interaction.id, interaction.ticket_id, interaction.thread_reason, interaction.classification,
-    )
+    # Flushed with the row's outcome (_process_row); the ids are the outcome's from then on.
     return _mark_processed(row=row, interaction=interaction, now=now)
 
 
@@ -791,7 +795,7 @@ def _mark_processed(
 ) -> ProcessOutcome:
     row.status = InboundStatus.PROCESSED
     row.processed_at = now
-    row.interaction_id = interaction.id
+    row.interaction = interaction
     row.reason = reason
     return ProcessOutcome(row.id, InboundStatus.PROCESSED, interaction.id, interaction.ticket_id, reason)
 
