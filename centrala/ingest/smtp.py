@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -33,6 +33,7 @@ from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.settings import Settings, get_settings
 from centrala.ingest.ledger import ArrivedEmail, RecordedEmail, record_inbound_emails
+from centrala.ingest.smtp_data import OverLimit, read_mail_data
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,12 @@ REPLY_TOO_BIG = "552 5.3.4 Message too big for system"
 REPLY_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 REPLY_IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
+# aiosmtpd's words for a DATA line over the limit, kept as clients have seen them.
+REPLY_LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 
-# aiosmtpd's own replies for an oversize message (at DATA, and for MAIL FROM ... SIZE=n) lack the enhanced
-# status code; they are rewritten to REPLY_TOO_BIG.
-_AIOSMTPD_TOO_BIG = frozenset(
-    {"552 Error: Too much mail data", "552 Error: message size exceeds fixed maximum message size"}
-)
+# aiosmtpd's own reply to MAIL FROM ... SIZE=n over the limit lacks the enhanced status code; it is
+# rewritten to REPLY_TOO_BIG.
+_AIOSMTPD_TOO_BIG = "552 Error: message size exceeds fixed maximum message size"
 _AIOSMTPD_MALFORMED_ADDRESS = "553 5.1.3 Error: malformed address"
 
 
@@ -356,11 +357,15 @@ class InboundSMTP(SMTP):
 
     # aiosmtpd answers a DATA line over RFC 5321's 1,000 octets (§4.5.3.1.6) with a permanent 500, which
     # bounces real mail: HTML from some senders comes in unwrapped lines of many kilobytes. Like Postfix,
-    # which accepts long lines, we store them as sent; the bound only caps what one line may buffer.
-    # Command lines keep aiosmtpd's own 512-octet limit (§4.5.3.1.4) and its "500 Command line too long".
+    # which accepts long lines, we store them as sent; only a line over this bound, its CRLF included, gets
+    # REPLY_LINE_TOO_LONG. It is also the most a command line may buffer, and the size of the pieces DATA is
+    # read in. Command lines keep aiosmtpd's own 512-octet limit (§4.5.3.1.4) and its "500 Command line too
+    # long".
     line_length_limit = 1024 * 1024
 
     def __init__(self, handler: Any, *, sessions: _Sessions, **kwargs: Any) -> None:
+        if kwargs.get("decode_data"):
+            raise ValueError("InboundSMTP hands on the raw bytes of a message; decode_data is not supported")
         super().__init__(handler, **kwargs)
         # aiosmtpd keeps these limits in a class attribute that every connection clears and EHLO raises;
         # give each session its own.
@@ -412,7 +417,7 @@ class InboundSMTP(SMTP):
 
     async def push(self, status: str | bytes) -> None:
         text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
-        if text in _AIOSMTPD_TOO_BIG:
+        if text == _AIOSMTPD_TOO_BIG:
             # RFC 1870 §6 (SIZE): 552 for a message over the fixed maximum; RFC 3463 X.3.4 "too big".
             status = REPLY_TOO_BIG
         elif self._in_rcpt and text == _AIOSMTPD_MALFORMED_ADDRESS:
@@ -449,7 +454,7 @@ class InboundSMTP(SMTP):
             return
         self._in_data = True
         try:
-            await super().smtp_DATA(arg)
+            await self._receive_message(arg)
         except Exception:
             # A failed DATA ends the transaction: keep no MAIL FROM from it (the next MAIL would get 503).
             self._set_post_data_state()
@@ -458,6 +463,37 @@ class InboundSMTP(SMTP):
             self._in_data = False
         if self._sessions.draining:
             self.close_for_shutdown()
+
+    async def _receive_message(self, arg: str) -> None:
+        # aiosmtpd's DATA but for the reading: aiosmtpd reads the data a line at a time, in Python, about a
+        # millisecond of CPU for an average message, in the process that must keep up with every sender.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await read_mail_data(
+                self._reader, line_limit=self.line_length_limit, size_limit=self.data_size_limit
+            )
+        except asyncio.CancelledError:
+            # aiosmtpd cancels the session's task when the client hangs up or the connection is lost.
+            self._writer.close()
+            raise
+        if isinstance(data, OverLimit):
+            # RFC 5321 §4.2.5: the refusal comes after the end of data, and the session goes on.
+            await self.push(REPLY_TOO_BIG if data is OverLimit.SIZE else REPLY_LINE_TOO_LONG)
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = data
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def close_for_shutdown(self) -> None:
         """Tell the client we are going away (RFC 5321 §3.8: 421) and close the connection."""
