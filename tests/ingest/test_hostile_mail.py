@@ -2,7 +2,7 @@
 
 Each case is stored with ``record_inbound_email`` and processed with ``process_inbound_email``, as SMTP and
 the worker do, in a savepoint rolled back afterwards. An exception escaping, a row left unprocessed, bytes
-not kept, a quarantine without a reason or one message taking over two seconds fails the run. A few hundred
+not kept, a quarantine without a reason or one message taking over two seconds of CPU fails the run. A few hundred
 cases run in ``make test``; ``make faults`` runs ten thousand.
 """
 
@@ -29,9 +29,9 @@ from centrala.ingest.process import process_inbound_email
 from tests.ingest import hostile_mail
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-# The hang detector: the whole path for one message, parse to flush. A slow case is timed a second time
-# before it fails, so that another process stealing the CPU for a moment does not fail the run; a real hang
-# is slow both times.
+# The hang detector: the CPU the whole path takes for one message, parse to flush. CPU time, not the clock:
+# on a loaded machine a case waits for a core as long again as it runs. A slow case is timed a second time
+# before it fails; a real hang is slow both times.
 MAX_SECONDS = 2.0
 FAST_CASES = 300
 FAULTS_CASES = 10_000
@@ -59,12 +59,12 @@ class FuzzRun:
             self.reasons[key] = self.reasons.get(key, 0) + 1
         if elapsed > self.slowest[0]:
             self.slowest = (elapsed, label, len(raw))
-        assert elapsed <= MAX_SECONDS, f"{label} ({len(raw)} bytes) took {elapsed:.2f} s"
+        assert elapsed <= MAX_SECONDS, f"{label} ({len(raw)} bytes) took {elapsed:.2f} s of CPU"
 
     def _timed(self, raw: bytes) -> tuple[float, str, str | None]:
         savepoint = self.session.begin_nested()
         try:
-            started = time.perf_counter()
+            started = time.process_time()
             recorded = record_inbound_email(
                 session=self.session,
                 raw=raw,
@@ -82,7 +82,7 @@ class FuzzRun:
                 settings=get_settings(),
             )
             self.session.flush()
-            elapsed = time.perf_counter() - started
+            elapsed = time.process_time() - started
             row = self.session.get(InboundEmail, recorded.id)
             assert row.status == outcome.status, (row.status, outcome)
             assert row.status in (InboundStatus.PROCESSED, InboundStatus.QUARANTINED), row.status
@@ -100,7 +100,7 @@ class FuzzRun:
         return {
             "cases": self.cases,
             **self.outcomes,
-            "slowest_ms": round(seconds * 1000, 1),
+            "slowest_cpu_ms": round(seconds * 1000, 1),
             "slowest_case": label,
             "slowest_bytes": size,
             "quarantine_reasons": dict(sorted(self.reasons.items(), key=lambda item: -item[1])),
