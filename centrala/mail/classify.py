@@ -20,6 +20,8 @@ from email.parser import HeaderParser
 from email.policy import compat32
 from enum import StrEnum
 
+from centrala.mail.headers import RawHeaders, unfold
+
 # A bounce's own text is searched for status codes and the original Message-ID only this far.
 MAX_REPORT_TEXT = 65_536
 MAX_RECIPIENTS = 100
@@ -134,18 +136,19 @@ def classify_email(message: Message, mail_from: str | None = None) -> Classifica
             MailKind.COMPLAINT, ("multipart/report; report-type=feedback-report (RFC 5965)",),
             complaint=_complaint(message),
         )
-    null_sender = _has_null_sender(message, mail_from)
-    auto_reasons, auto_weak = _auto_reply_signals(message, report_type)
+    headers = RawHeaders(message)
+    null_sender = _has_null_sender(headers, mail_from)
+    auto_reasons, auto_weak = _auto_reply_signals(headers, report_type)
     bounce_reasons = _bounce_signals(
-        message, report_type, null_sender, has_auto_reply_signals=bool(auto_reasons)
+        message, headers, report_type, null_sender, has_auto_reply_signals=bool(auto_reasons)
     )
     if bounce_reasons:
         return Classification(MailKind.BOUNCE, tuple(bounce_reasons), bounce=bounce_details(message))
     if auto_reasons:
         return Classification(MailKind.AUTO_REPLY, tuple(auto_reasons), certain=not auto_weak)
-    list_reasons = _list_signals(message)
+    list_reasons = _list_signals(headers)
     if list_reasons:
-        return Classification(MailKind.LIST, tuple(list_reasons), list_id=_list_id(message))
+        return Classification(MailKind.LIST, tuple(list_reasons), list_id=_list_id(headers))
     return Classification()
 
 
@@ -163,11 +166,12 @@ def bounce_details(message: Message) -> Bounce:
             original_message_id = _headers_part_message_id(part)
     recipients = recipients[:MAX_RECIPIENTS]
     text = _report_text(message)
+    headers = RawHeaders(message)
     if not recipients:
-        recipients = _failed_recipients_from_headers(message, text)
+        recipients = _failed_recipients_from_headers(headers, text)
     if original_message_id is None:
         match = _ORIGINAL_MESSAGE_ID_LINE.search(text)
-        original_message_id = _first_id(match.group(1) if match else _header(message, "In-Reply-To"))
+        original_message_id = _first_id(match.group(1) if match else headers.first("In-Reply-To"))
     if recipients and any(r.status or r.action for r in recipients):
         permanent = any(recipient.permanent for recipient in recipients)
     else:
@@ -179,17 +183,22 @@ def bounce_details(message: Message) -> Bounce:
 
 
 def _bounce_signals(
-    message: Message, report_type: str | None, null_sender: bool, *, has_auto_reply_signals: bool
+    message: Message,
+    headers: RawHeaders,
+    report_type: str | None,
+    null_sender: bool,
+    *,
+    has_auto_reply_signals: bool,
 ) -> list[str]:
     reasons = []
     if report_type == "delivery-status" or _content_type(message) == "message/delivery-status":
         reasons.append("delivery status notification (RFC 3464)")
-    if _header(message, "X-Failed-Recipients"):
+    if headers.first("X-Failed-Recipients"):
         reasons.append("X-Failed-Recipients header")
-    local_part = _from_local_part(message)
+    local_part = _from_local_part(headers)
     if local_part in _DAEMON_LOCAL_PARTS:
         reasons.append(f"From {local_part}")
-    elif local_part == "postmaster" and _BOUNCE_SUBJECT.search(_subject(message)):
+    elif local_part == "postmaster" and _BOUNCE_SUBJECT.search(_subject(headers)):
         # People write from postmaster@ too: only with a bounce's subject does it mean a bounce.
         reasons.append("From postmaster with a bounce subject")
     # RFC 3834 §3.3 asks auto-responders for a null sender too, and read receipts (RFC 8098) use one: a null
@@ -199,54 +208,54 @@ def _bounce_signals(
     return reasons
 
 
-def _auto_reply_signals(message: Message, report_type: str | None) -> tuple[list[str], bool]:
+def _auto_reply_signals(headers: RawHeaders, report_type: str | None) -> tuple[list[str], bool]:
     """Reasons to call the message an auto-reply, and whether they are all weak."""
     reasons = []
-    auto_submitted = _token(_header(message, "Auto-Submitted"))
+    auto_submitted = _token(headers.first("Auto-Submitted"))
     if auto_submitted and auto_submitted != "no":
         reasons.append(f"Auto-Submitted: {auto_submitted} (RFC 3834 §5)")
-    suppress = {t.strip().lower() for t in re.split(r"[,;\s]+", _header(message, "X-Auto-Response-Suppress"))}
+    suppress = {t.strip().lower() for t in re.split(r"[,;\s]+", headers.first("X-Auto-Response-Suppress"))}
     if suppress & _SUPPRESS_TOKENS:
         reasons.append("X-Auto-Response-Suppress: " + ", ".join(sorted(suppress & _SUPPRESS_TOKENS)))
     for name in _AUTO_REPLY_HEADERS:
-        value = _header(message, name)
+        value = headers.first(name)
         if value and _token(value) not in ("no", "false", "0"):
             reasons.append(f"{name} header")
-    if _token(_header(message, "X-FC-MachineGenerated")) == "true":
+    if _token(headers.first("X-FC-MachineGenerated")) == "true":
         reasons.append("X-FC-MachineGenerated: true")
-    precedence = _token(_header(message, "Precedence") or _header(message, "X-Precedence"))
+    precedence = _token(headers.first("Precedence") or headers.first("X-Precedence"))
     if precedence in ("junk", "auto_reply", "auto-reply"):
         reasons.append(f"Precedence: {precedence}")
     if report_type == "disposition-notification":
         reasons.append("message disposition notification (RFC 8098)")
     if reasons:
         return reasons, False
-    if _AUTO_REPLY_SUBJECT.match(_subject(message)):
+    if _AUTO_REPLY_SUBJECT.match(_subject(headers)):
         return ["subject looks like an automatic reply (weak)"], True
     return [], False
 
 
-def _list_signals(message: Message) -> list[str]:
+def _list_signals(headers: RawHeaders) -> list[str]:
     reasons = [f"{name} header (RFC 2369/2919)" for name in ("List-Id", "List-Unsubscribe", "List-Post")
-               if _header(message, name)]
+               if headers.first(name)]
     for name in ("Mailing-List", "X-Mailing-List"):
-        if _header(message, name):
+        if headers.first(name):
             reasons.append(f"{name} header")
-    precedence = _token(_header(message, "Precedence"))
+    precedence = _token(headers.first("Precedence"))
     if precedence in ("list", "bulk"):
         reasons.append(f"Precedence: {precedence}")
-    sender = _header(message, "Sender")
+    sender = headers.first("Sender")
     if _LIST_SENDER.search(sender):
         reasons.append("Sender is a list owner address")
     return reasons
 
 
-def _has_null_sender(message: Message, mail_from: str | None) -> bool:
+def _has_null_sender(headers: RawHeaders, mail_from: str | None) -> bool:
     """RFC 5321 §4.5.5: notifications are sent with ``MAIL FROM:<>``."""
     if mail_from is not None:
         return mail_from.strip() in ("", "<>")
     for name in ("Return-Path", "X-Envelope-From"):
-        value = _header(message, name)
+        value = headers.first(name)
         if value and value.strip() == "<>":
             return True
     return False
@@ -284,7 +293,7 @@ def _dsn_blocks(part: Message) -> list[dict[str, str]]:
 def _fields(block: Message) -> dict[str, str]:
     fields: dict[str, str] = {}
     for name, value in block.raw_items():
-        fields.setdefault(_canonical(name), _unfold(str(value)))
+        fields.setdefault(_canonical(name), unfold(str(value)).strip())
     return fields
 
 
@@ -296,10 +305,10 @@ def _dsn_address(value: str | None) -> str:
     return address.strip().strip("<>").strip().lower()[:320]
 
 
-def _failed_recipients_from_headers(message: Message, text: str) -> list[BouncedRecipient]:
+def _failed_recipients_from_headers(headers: RawHeaders, text: str) -> list[BouncedRecipient]:
     """Recipients of a bounce without DSN part: X-Failed-Recipients (Exim, Gmail), status from its text."""
     status = _ENHANCED_STATUS.search(text)
-    addresses = [a.strip().strip("<>").lower() for a in _header(message, "X-Failed-Recipients").split(",")]
+    addresses = [a.strip().strip("<>").lower() for a in headers.first("X-Failed-Recipients").split(",")]
     return [
         BouncedRecipient(address=a, status=status.group(0) if status else None)
         for a in addresses[:MAX_RECIPIENTS]
@@ -358,16 +367,7 @@ def _complaint(message: Message) -> Complaint:
 
 def _header(message: Message, name: str) -> str:
     """The first raw value of a header, unfolded; "" when absent. Never goes through the header registry."""
-    wanted = name.lower()
-    for key, value in message.raw_items():
-        if key.lower() == wanted:
-            return _unfold(str(value))
-    return ""
-
-
-def _unfold(value: str) -> str:
-    """RFC 5322 §2.2.3: unfolding removes the CRLF before folding whitespace."""
-    return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+    return RawHeaders(message).first(name)
 
 
 def _one_line(value: str) -> str:
@@ -390,8 +390,8 @@ def _first_id(value: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _subject(message: Message) -> str:
-    raw = _header(message, "Subject")[:1000]
+def _subject(headers: RawHeaders) -> str:
+    raw = headers.first("Subject")[:1000]
     # Raw 8-bit bytes come surrogate-escaped from the parser; parse_email has made them UTF-8 (RFC 6532).
     try:
         raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -404,13 +404,13 @@ def _subject(message: Message) -> str:
         return raw
 
 
-def _from_local_part(message: Message) -> str:
-    match = re.search(r"([A-Za-z0-9._+-]+)@", _header(message, "From"))
+def _from_local_part(headers: RawHeaders) -> str:
+    match = re.search(r"([A-Za-z0-9._+-]+)@", headers.first("From"))
     return match.group(1).lower() if match else ""
 
 
-def _list_id(message: Message) -> str | None:
-    value = _header(message, "List-Id")
+def _list_id(headers: RawHeaders) -> str | None:
+    value = headers.first("List-Id")
     match = re.search(r"<([^<>\s]{1,255})>", value)
     return match.group(1) if match else (value[:255] or None)
 

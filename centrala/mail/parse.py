@@ -38,6 +38,7 @@ import nh3
 from centrala.core.errors import MessageRejected
 from centrala.mail import quotes
 from centrala.mail.classify import Classification, classify_email
+from centrala.mail.headers import RawHeaders
 
 # Re-exported: callers turned HTML into text with parse.html_to_text before quotes.py existed.
 html_to_text = quotes.html_to_text
@@ -170,10 +171,11 @@ def parse_email(
     message = _parse_bytes(raw)
     deadline.check("MIME parsing")
     _check_structure(message, limits, deadline)
-    _check_address_headers(message, limits)
+    headers = RawHeaders(message)
+    _check_address_headers(headers, limits)
     defects.extend(type(defect).__name__ for defect in message.defects)
 
-    from_name, from_address = _sender(message, defects)
+    from_name, from_address = _sender(headers, defects)
     if not from_address:
         raise MessageRejected("no usable sender address in From")
     classification = classify_email(message, mail_from)
@@ -187,15 +189,15 @@ def parse_email(
     visible = quotes.visible_text(text)  # text is already derived from the HTML where needed
     deadline.check("quote stripping")
     return ParsedEmail(
-        message_id=_first_message_id(_raw_header(message, "Message-ID")),
-        in_reply_to=_message_ids(_raw_header(message, "In-Reply-To")),
-        references=_message_ids(_raw_header(message, "References")),
+        message_id=_first_message_id(headers.first("Message-ID")),
+        in_reply_to=_message_ids(headers.first("In-Reply-To")),
+        references=_message_ids(headers.first("References")),
         from_address=from_address,
         from_name=from_name,
-        to=_addresses(message, "To", defects),
-        cc=_addresses(message, "Cc", defects),
-        subject=_one_line(decode_header_text(_raw_header(message, "Subject")[:MAX_SUBJECT_SOURCE]))[:500],
-        date=_date(message, defects),
+        to=_addresses(headers, "To", defects),
+        cc=_addresses(headers, "Cc", defects),
+        subject=_one_line(decode_header_text(headers.first("Subject")[:MAX_SUBJECT_SOURCE]))[:500],
+        date=_date(headers, defects),
         text=text,
         html=html,
         attachments=content.attachments,
@@ -414,10 +416,10 @@ def _check_structure(message: Message, limits: ParseLimits, deadline: _Deadline)
             deadline.check("MIME structure")
 
 
-def _check_address_headers(message: Message, limits: ParseLimits) -> None:
+def _check_address_headers(headers: RawHeaders, limits: ParseLimits) -> None:
     """Count addresses by a raw scan before the header registry parses them (10,000 take it ~2 s)."""
     for name in ("From", "Sender", "Reply-To", "To", "Cc"):
-        for value in _raw_headers(message, name):
+        for value in headers.values(name):
             # Every addr-spec has an "@" and addresses are comma-separated: the larger count bounds the work.
             count = max(value.count("@"), value.count(",") + 1)
             if count > limits.max_addresses:
@@ -430,15 +432,9 @@ def _check_address_headers(message: Message, limits: ParseLimits) -> None:
 # --- headers ---------------------------------------------------------------------------------------------
 
 
-def _raw_headers(message: Message, name: str) -> list[str]:
-    """Every raw value of a header, unfolded (RFC 5322 §2.2.3), without the header registry."""
-    wanted = name.lower()
-    return [re.sub(r"\r?\n(?=[ \t])", "", str(v)) for k, v in message.raw_items() if k.lower() == wanted]
-
-
-def _raw_header(message: Message, name: str) -> str:
-    values = _raw_headers(message, name)
-    return values[0].strip() if values else ""
+def _raw_header(part: Message, name: str) -> str:
+    """The first raw value of a header of ``part``, unfolded and stripped, without the header registry."""
+    return RawHeaders(part).first(name)
 
 
 def _one_line(value: str) -> str:
@@ -481,14 +477,14 @@ def is_plausible_address(address: str) -> bool:
     return not any(c.isspace() or _is_control(c) or c in _NOT_IN_ADDRESS or _is_surrogate(c) for c in address)
 
 
-def _sender(message: EmailMessage, defects: list[str]) -> tuple[str, str]:
+def _sender(headers: RawHeaders, defects: list[str]) -> tuple[str, str]:
     for name in ("From", "Sender", "Reply-To"):
-        raw_value = _raw_header(message, name)
+        raw_value = headers.first(name)
         if len(raw_value) > MAX_SENDER_CHARS:
             defects.append(f"{name}: longer than {MAX_SENDER_CHARS} characters")
             continue
         try:
-            header = message.get(name)
+            header = headers.parsed(name)
             addresses = getattr(header, "addresses", ()) if header is not None else ()
         except Exception as error:  # noqa: BLE001 - malformed input raises assorted errors
             defects.append(f"{name}: {type(error).__name__}")
@@ -522,9 +518,9 @@ def _display_name(raw_value: str, parsed: str) -> str:
     return decode_header_text(phrase) or parsed
 
 
-def _addresses(message: EmailMessage, name: str, defects: list[str]) -> list[str]:
+def _addresses(headers: RawHeaders, name: str, defects: list[str]) -> list[str]:
     try:
-        header = message.get(name)
+        header = headers.parsed(name)
         addresses = getattr(header, "addresses", ()) if header is not None else ()
     except Exception as error:  # noqa: BLE001 - malformed input raises assorted errors
         defects.append(f"{name}: {type(error).__name__}")
@@ -533,12 +529,12 @@ def _addresses(message: EmailMessage, name: str, defects: list[str]) -> list[str
     return [spec.lower() for spec in specs if is_plausible_address(spec)][:1000]
 
 
-def _date(message: EmailMessage, defects: list[str]) -> datetime | None:
-    if len(_raw_header(message, "Date")) > MAX_LINE_OCTETS:
+def _date(headers: RawHeaders, defects: list[str]) -> datetime | None:
+    if len(headers.first("Date")) > MAX_LINE_OCTETS:
         defects.append("Date: too long")
         return None
     try:
-        header = message.get("Date")
+        header = headers.parsed("Date")
         value = getattr(header, "datetime", None) if header is not None else None
     except Exception as error:  # noqa: BLE001 - malformed input raises assorted errors
         defects.append(f"Date: {type(error).__name__}")
