@@ -41,6 +41,11 @@ class RawHeaders:
         fields = self._fields.get(name.lower())
         return unfold(str(fields[0][1])).strip() if fields else ""
 
+    def stored(self, name: str) -> str | None:
+        """The first value of ``name`` exactly as the parser stored it (folded); None when absent."""
+        fields = self._fields.get(name.lower())
+        return str(fields[0][1]) if fields else None
+
     def parsed(self, name: str) -> Any:
         """The first field of ``name`` as ``Message.get`` returns it (the policy's header object); None when
         absent. Parsing can raise on malformed values, as ``Message.get`` does."""

@@ -534,14 +534,34 @@ def _date(headers: RawHeaders, defects: list[str]) -> datetime | None:
         defects.append("Date: too long")
         return None
     try:
-        header = headers.parsed("Date")
-        value = getattr(header, "datetime", None) if header is not None else None
+        value = _header_datetime(headers.stored("Date"))
     except Exception as error:  # noqa: BLE001 - malformed input raises assorted errors
         defects.append(f"Date: {type(error).__name__}")
         return None
     if value is None or value.tzinfo is None:
         return None
     return value
+
+
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+def _header_datetime(stored: str | None) -> datetime | None:
+    """``Message.get("Date").datetime`` under email.policy.default, without building the header object.
+
+    The policy removes CR and LF from the value; the registry's DateHeader reads it with
+    ``parsedate_to_datetime`` (None for an empty value or a ValueError, other errors raise), then formats the
+    date again and parses that for folding, which we never do: 65 µs a message, where this takes 5.
+    """
+    if stored is None:
+        return None
+    value = _LINE_BREAK.sub("", stored)
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value)
+    except ValueError:
+        return None
 
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
