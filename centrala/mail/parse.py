@@ -1168,6 +1168,7 @@ def sanitize_html(html: str) -> str:
 # Real mail nests a few dozen levels (Outlook tables in a long quoted thread, a few hundred at most).
 MAX_HTML_DEPTH = 500
 _HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]{0,30})")
+_START_TAG = re.compile(r"<[A-Za-z]")
 # Elements that never stay open around their like: void ones (HTML §13.1.2) and those whose end tag is
 # optional, closed by the next sibling of their kind (§13.1.2.4), which cannot build a deep stack.
 _NOT_NESTING = frozenset({
@@ -1183,6 +1184,8 @@ def html_nesting_exceeds(html: str, limit: int) -> bool:
     It over-counts rather than under-counts (an end tag that is missing keeps its element open), and stops
     at ``limit``, so it is cheap on any input.
     """
+    if html.count("<") <= limit or len(_START_TAG.findall(html)) <= limit:
+        return False  # only start tags open elements, each at a "<" of its own: real mail stops here
     stack: list[str] = []
     open_count: dict[str, int] = {}
     for match in _HTML_TAG.finditer(html):
