@@ -1142,6 +1142,9 @@ _REMOTE_URL = re.compile(r"(?i)^\s*https?://")
 _CID_URL = re.compile(r"(?i)^\s*cid:")
 # Anything in a style that loads, executes or obfuscates drops the whole style attribute.
 _STYLE_TRICK = re.compile(r"(?i)url\s*\(|expression\s*\(|@import|behaviou?r\s*:|-moz-binding|javascript:|\\")
+# The same for a lower-cased ASCII value, where (?i) can only mean ASCII case: a quarter of the time, and style
+# values, dozens in each HTML part and seen in both nh3 passes, are nearly always ASCII.
+_STYLE_TRICK_LOWER_ASCII = re.compile(_STYLE_TRICK.pattern.removeprefix("(?i)"))
 # nh3 serialises every attribute value in double quotes with '"' escaped, so these patterns are exact.
 _IMG_TAG = re.compile(r'<img\b(?:\s+[^\s=>/"]+(?:="[^"]*")?)*\s*/?>')
 _REMOTE_SRC = re.compile(r'(\s)src="(https?://[^"]*)"', re.IGNORECASE)
@@ -1223,8 +1226,14 @@ def _filter_attribute(element: str, attribute: str, value: str) -> str | None:
     if attribute == "src":
         return value if _CID_URL.match(value) or _REMOTE_URL.match(value) else None
     if attribute == "style":
-        return None if _STYLE_TRICK.search(value) else value
+        return None if _has_style_trick(value) else value
     return value
+
+
+def _has_style_trick(value: str) -> bool:
+    if value.isascii():
+        return _STYLE_TRICK_LOWER_ASCII.search(value.lower()) is not None
+    return _STYLE_TRICK.search(value) is not None
 
 
 def _filter_final_attribute(element: str, attribute: str, value: str) -> str | None:
