@@ -20,7 +20,7 @@ from email.parser import HeaderParser
 from email.policy import compat32
 from enum import StrEnum
 
-from centrala.mail.headers import RawHeaders, unfold
+from centrala.mail.headers import RawHeaders, first_value, unfold
 
 # A bounce's own text is searched for status codes and the original Message-ID only this far.
 MAX_REPORT_TEXT = 65_536
@@ -125,10 +125,13 @@ class Classification:
         return self.kind != MailKind.NORMAL
 
 
-def classify_email(message: Message, mail_from: str | None = None) -> Classification:
+def classify_email(
+    message: Message, mail_from: str | None = None, *, headers: RawHeaders | None = None
+) -> Classification:
     """Classify a parsed message; ``mail_from`` is the SMTP envelope sender when known ("" or "<>" is null).
 
     Without ``mail_from`` the Return-Path header (added at final delivery, RFC 5321 §4.4) stands in for it.
+    ``headers`` are the message's own, when the caller has read them already.
     """
     report_type = _report_type(message)
     if report_type == "feedback-report":
@@ -136,7 +139,8 @@ def classify_email(message: Message, mail_from: str | None = None) -> Classifica
             MailKind.COMPLAINT, ("multipart/report; report-type=feedback-report (RFC 5965)",),
             complaint=_complaint(message),
         )
-    headers = RawHeaders(message)
+    if headers is None:
+        headers = RawHeaders(message)
     null_sender = _has_null_sender(headers, mail_from)
     auto_reasons, auto_weak = _auto_reply_signals(headers, report_type)
     bounce_reasons = _bounce_signals(
@@ -367,7 +371,7 @@ def _complaint(message: Message) -> Complaint:
 
 def _header(message: Message, name: str) -> str:
     """The first raw value of a header, unfolded; "" when absent. Never goes through the header registry."""
-    return RawHeaders(message).first(name)
+    return first_value(message, name)
 
 
 def _one_line(value: str) -> str:

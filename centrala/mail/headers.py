@@ -20,6 +20,15 @@ def unfold(value: str) -> str:
     return _FOLD.sub("", value)
 
 
+def first_value(message: Message, name: str) -> str:
+    """The first raw value of ``name`` in ``message``, as ``RawHeaders.first``, for a single lookup."""
+    wanted = name.lower()
+    for key, value in message.raw_items():
+        if key.lower() == wanted:
+            return unfold(str(value)).strip()
+    return ""
+
+
 class RawHeaders:
     """The fields of one header section by lower-cased name, in order, as the parser stored them.
 
@@ -29,8 +38,12 @@ class RawHeaders:
     def __init__(self, message: Message) -> None:
         self._policy = message.policy
         self._fields: dict[str, list[tuple[str, Any]]] = {}
-        for name, value in message.raw_items():
-            self._fields.setdefault(name.lower(), []).append((name, value))
+        for field in message.raw_items():
+            key = field[0].lower()
+            if key in self._fields:
+                self._fields[key].append(field)
+            else:
+                self._fields[key] = [field]
 
     def values(self, name: str) -> list[str]:
         """Every raw value of ``name``, unfolded; never through the header registry."""

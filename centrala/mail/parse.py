@@ -38,7 +38,7 @@ import nh3
 from centrala.core.errors import MessageRejected
 from centrala.mail import quotes
 from centrala.mail.classify import Classification, classify_email
-from centrala.mail.headers import RawHeaders
+from centrala.mail.headers import RawHeaders, first_value
 
 # Re-exported: callers turned HTML into text with parse.html_to_text before quotes.py existed.
 html_to_text = quotes.html_to_text
@@ -178,7 +178,7 @@ def parse_email(
     from_name, from_address = _sender(headers, defects)
     if not from_address:
         raise MessageRejected("no usable sender address in From")
-    classification = classify_email(message, mail_from)
+    classification = classify_email(message, mail_from, headers=headers)
     deadline.check("classification")
     content = _Content()
     _collect(message, content, defects, deadline)
@@ -434,7 +434,7 @@ def _check_address_headers(headers: RawHeaders, limits: ParseLimits) -> None:
 
 def _raw_header(part: Message, name: str) -> str:
     """The first raw value of a header of ``part``, unfolded and stripped, without the header registry."""
-    return RawHeaders(part).first(name)
+    return first_value(part, name)
 
 
 def _one_line(value: str) -> str:
@@ -876,15 +876,16 @@ def _decode_text(part: Message, defects: list[str]) -> str:
         data = b""
     if not isinstance(data, bytes):
         data = b""
-    charset = _param(part, "charset")
+    params = _params(part)
+    charset = _param_value(params, "charset")
     if not charset and _content_type(part, defects) == "text/html":
         charset = _html_meta_charset(data)
     text, note = decode_bytes(data, charset)
     if note:
         defects.append(f"body: {note}")
     text = _without_nul(text.replace("\r\n", "\n").replace("\r", "\n"))
-    if (_param(part, "format") or "").lower() == "flowed":
-        text = unflow(text, delete_space=(_param(part, "delsp") or "").lower() == "yes")
+    if (_param_value(params, "format") or "").lower() == "flowed":
+        text = unflow(text, delete_space=(_param_value(params, "delsp") or "").lower() == "yes")
     return text
 
 
@@ -1082,10 +1083,27 @@ def _disposition(part: Message) -> str | None:
 
 
 def _param(part: Message, name: str) -> str | None:
+    return _param_value(_params(part), name)
+
+
+def _params(part: Message) -> dict[str, object]:
+    """The Content-Type parameters by lower-cased name, first of each, as ``get_param`` returns them.
+
+    One ``get_params`` instead of a ``get_param`` per name: each parses all of the parameters again.
+    Empty when they cannot be read (``get_param`` would raise the same error for every name).
+    """
     try:
-        value = part.get_param(name)
+        params = part.get_params() or []
     except Exception:  # noqa: BLE001 - malformed input raises assorted errors
-        return None
+        return {}
+    found: dict[str, object] = {}
+    for key, value in params:
+        found.setdefault(key.lower(), value)
+    return found
+
+
+def _param_value(params: dict[str, object], name: str) -> str | None:
+    value = params.get(name.lower())
     if isinstance(value, tuple):  # RFC 2231 (charset, language, value)
         value = email.utils.collapse_rfc2231_value(value)
     return str(value) if value is not None else None
