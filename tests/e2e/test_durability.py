@@ -13,7 +13,7 @@ import pytest
 from tests.support.fault_report import report
 from tests.support.ledger_counts import ledger_counts, wait_all_processed
 from tests.support.mails import make_mail
-from tests.support.processes import free_port, port_is_open, service_env, start, stop, wait_until
+from tests.support.processes import free_port, port_is_open, service_env, start, stop_all, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -94,8 +94,4 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed
             "tickets": MESSAGES - MESSAGES // 10,
         }
     finally:
-        for process in processes:
-            if process.poll() is None:
-                stop(process)
-        for log in sorted(tmp_path.glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        stop_all(processes, tmp_path)

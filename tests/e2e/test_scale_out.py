@@ -10,7 +10,7 @@ import pytest
 from tests.support.fault_report import report
 from tests.support.ledger_counts import wait_all_processed
 from tests.support.mails import make_mail
-from tests.support.processes import free_port, port_is_open, service_env, start, stop, wait_until
+from tests.support.processes import free_port, port_is_open, service_env, start, stop_all, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -89,8 +89,4 @@ def test_two_smtp_servers_and_two_workers_store_and_process_each_message_once(
             "tickets": messages,
         }
     finally:
-        for process in processes:
-            if process.poll() is None:
-                stop(process)
-        for log in sorted(tmp_path.glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}")
+        stop_all(processes, tmp_path)

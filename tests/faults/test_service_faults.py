@@ -32,7 +32,15 @@ from centrala.ingest.models import InboundEmail, InboundStatus
 from tests.support.fault_report import report
 from tests.support.ledger_counts import wait_all_processed
 from tests.support.mails import make_mail
-from tests.support.processes import free_port, port_is_open, run, service_env, start, stop, wait_until
+from tests.support.processes import (
+    free_port,
+    port_is_open,
+    run,
+    service_env,
+    start,
+    stop_all,
+    wait_until,
+)
 from tests.support.services import running_postgres, running_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -173,11 +181,7 @@ def service(tmp_path: Path, env: dict[str, str], *names: str) -> Iterator[dict[s
     try:
         yield processes
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                stop(process, timeout=30)
-        for log in sorted(tmp_path.glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        stop_all(processes.values(), tmp_path, timeout=30)
 
 
 def engine_for(url: str) -> Engine:

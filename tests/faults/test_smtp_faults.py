@@ -33,7 +33,7 @@ from tests.ingest.test_smtp import queued_id, stored
 from tests.support.crashing_smtp import CRASH_EXIT_CODE, CRASH_POINTS, start_crashing_smtp
 from tests.support.fault_report import report
 from tests.support.mails import make_mail
-from tests.support.processes import free_port, service_env, start, stop
+from tests.support.processes import free_port, service_env, start, stop_all
 
 START_TIMEOUT_SECONDS = 60.0
 SENDER = "jana@example.cz"
@@ -160,15 +160,6 @@ def wait_for_smtp(port: int, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"the SMTP server did not listen on port {port} within {START_TIMEOUT_SECONDS} s")
 
 
-def stop_all(processes: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
-    """Stop whatever still runs and print the tail of every child's log."""
-    for process in processes:
-        if process.poll() is None:
-            stop(process, timeout=SHUTDOWN_GRACE_SECONDS + 10)
-    for log in sorted(tmp_path.glob("*.log")):
-        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-
-
 # --- the server process dies around the commit -------------------------------------------------------
 
 
@@ -196,7 +187,7 @@ def test_server_dying_around_the_commit_stores_the_retried_message_once(
         code, reply = send(port, raw)
         rows = stored(committed_db)
     finally:
-        stop_all(processes, tmp_path)
+        stop_all(processes, tmp_path, timeout=SHUTDOWN_GRACE_SECONDS + 10)
     report(
         request.node.name,
         sent=1,
@@ -295,7 +286,7 @@ def test_sigterm_during_ten_data_transfers_loses_and_duplicates_nothing(
             wait_for_smtp(port, restarted)
             retried_accepted = sum(send(port, raw)[0] == 250 for raw in retries)
     finally:
-        stop_all(processes, tmp_path)
+        stop_all(processes, tmp_path, timeout=SHUTDOWN_GRACE_SECONDS + 10)
     counts = ledger_counts(committed_db, messages)
     accepted_first = outcomes.count("accepted")
     report(
@@ -367,7 +358,7 @@ def test_idle_connection_flood_does_not_lock_out_a_normal_sender(tmp_path, commi
     finally:
         for session in flood:
             session.close()
-        stop_all([server], tmp_path)
+        stop_all([server], tmp_path, timeout=SHUTDOWN_GRACE_SECONDS + 10)
     counts = ledger_counts(committed_db, [raw])
     report(
         request.node.name,

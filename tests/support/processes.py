@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -84,6 +84,15 @@ def stop(process: subprocess.Popen[bytes], *, timeout: float = 20.0, sig: int = 
         process.kill()
         process.wait()
         raise AssertionError(f"pid {process.pid} did not stop within {timeout} s after signal {sig}") from None
+
+
+def stop_all(processes: Iterable[subprocess.Popen[bytes]], log_dir: Path, *, timeout: float = 20.0) -> None:
+    """Stop whichever of ``processes`` still run and print the tail of every log in ``log_dir``."""
+    for process in processes:
+        if process.poll() is None:
+            stop(process, timeout=timeout)
+    for log in sorted(log_dir.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def port_is_open(port: int) -> bool:
