@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, Select, func, select, text
 from sqlalchemy.orm import Session
 
 from centrala.core import clock
@@ -150,14 +150,18 @@ def expected_tickets(count: int) -> int:
     return count - count // 10
 
 
-def reserved_rows(engine: Engine) -> int:
+def count_reserved_rows() -> Select[tuple[int]]:
     """Pending rows a drain has reserved: their ``queued_at`` moved into the future (``reserve_pending_emails``)."""
+    return (
+        select(func.count())
+        .select_from(InboundEmail)
+        .where(InboundEmail.status == InboundStatus.RECEIVED, InboundEmail.queued_at > clock.now())
+    )
+
+
+def reserved_rows(engine: Engine) -> int:
     with Session(engine.execution_options(**{READ_ONLY_OPTION: True})) as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(InboundEmail)
-            .where(InboundEmail.status == InboundStatus.RECEIVED, InboundEmail.queued_at > clock.now())
-        )
+        return session.scalar(count_reserved_rows())
 
 
 def timed_out_drains() -> int:
@@ -224,13 +228,31 @@ def hold_sqlite_write_lock(path: str, seconds: float) -> None:
         connection.close()
 
 
+def hold_sqlite_write_lock_once_reserved(engine: Engine, seconds: float, *, timeout: float) -> int:
+    """Take SQLite's one write lock, as another writer of the file would, at a moment when a drain has reserved
+    rows and not recorded them yet, and keep it ``seconds``; how many rows were reserved then.
+
+    The check is made under the lock: rows seen reserved and still pending there are rows whose drain has
+    writes ahead of it, however quickly it parses, so that its next write waits for this lock.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as connection, connection.begin():  # BEGIN IMMEDIATE: the write lock
+            reserved = connection.scalar(count_reserved_rows())
+            if reserved:
+                time.sleep(seconds)
+                return reserved
+        assert time.monotonic() < deadline, f"no drain reserved rows within {timeout} s"
+        time.sleep(0.005)
+
+
 def test_drain_stopped_by_its_job_timeout_leaves_its_rows_to_a_later_drain(tmp_path, committed_db, redis_url):
     """A drain that outlives ``CENTRALA_JOB_TIMEOUT_SECONDS`` is stopped by rq; the rows it had reserved wait
     out their hold and are processed by a later drain, each once.
 
     What holds the drain up is a real lock on what it writes, taken by the test after the drain reserved its
     rows: on PostgreSQL a table lock on the timeline (the worker waits for locks longer than its job may run),
-    on SQLite the file's write lock, taken while the drain parses its backlog of expensive messages. rq's
+    on SQLite the file's write lock, taken at a moment when reserved rows are still pending. rq's
     timeout is a signal, handled between Python bytecodes: on SQLite it stops the drain only once the C-level
     wait for the lock returns (at the latest after ``CENTRALA_DB_LOCK_TIMEOUT_MS``).
     """
@@ -257,11 +279,17 @@ def test_drain_stopped_by_its_job_timeout_leaves_its_rows_to_a_later_drain(tmp_p
         blocker = lock_interactions_on_postgresql(committed_db) if postgresql else nullcontext()
         with blocker:
             processes["worker"] = start(["worker"], worker_env, tmp_path / "worker.log")
-            reserved = wait_until(
-                lambda: reserved_rows(committed_db), timeout=60, interval=0.01, what="a drain's reservation"
-            )
-            if not postgresql:
-                hold_sqlite_write_lock(committed_db.url.database, DRAIN_TIMEOUT_SECONDS + 3)
+            if postgresql:
+                reserved = wait_until(
+                    lambda: reserved_rows(committed_db),
+                    timeout=60,
+                    interval=0.01,
+                    what="a drain's reservation",
+                )
+            else:
+                reserved = hold_sqlite_write_lock_once_reserved(
+                    committed_db, DRAIN_TIMEOUT_SECONDS + 3, timeout=60
+                )
             wait_until(timed_out_drains, timeout=45, interval=0.2, what="a drain stopped by its timeout")
         counts = wait_all_processed(committed_db, len(messages), timeout=120)
         timed_out = timed_out_drains()
