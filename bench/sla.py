@@ -132,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         _cleanup(url, admin_url, folder, redis_url, embedded)
 
 
-def _create_database(server_url: str) -> str:
-    """Create an empty database of our own on the server of ``server_url``; returns its URL."""
+def _create_database(server_url: str, bench: str = "sla") -> str:
+    """Create an empty database of our own, named after ``bench``, on the server of ``server_url``; its URL."""
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    name = f"centrala_bench_sla_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = f"centrala_bench_{bench}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
