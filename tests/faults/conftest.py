@@ -1,3 +1,3 @@
-"""Fixtures of the fault tests: the in-process SMTP server of the SMTP server's own tests, reused by name."""
+"""Fixtures of the fault tests: the in-process SMTP server of the tests, found by name."""
 
-from tests.ingest.test_smtp import run_server, settings, smtp_server  # noqa: F401 - fixtures, found by name
+from tests.support.smtp import run_server, settings, smtp_server  # noqa: F401 - fixtures, found by name

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import select
 import signal
 import smtplib
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Self
 
 import pytest
 from sqlalchemy import Engine
@@ -29,91 +26,19 @@ from centrala.ingest.smtp import (
     REPLY_IDLE_TIMEOUT,
     SHUTDOWN_GRACE_SECONDS,
 )
-from tests.ingest.test_smtp import queued_id, stored
 from tests.support.crashing_smtp import CRASH_EXIT_CODE, CRASH_POINTS, start_crashing_smtp
 from tests.support.fault_report import report
 from tests.support.mails import make_mail
 from tests.support.processes import free_port, service_env, start, stop_all
+from tests.support.smtp import SENDER, RawSession, data_section, queued_id, stored
 
 START_TIMEOUT_SECONDS = 60.0
-SENDER = "jana@example.cz"
-
-
-class RawSession:
-    """An SMTP client on a plain socket: sends exactly the bytes it is given, reads whole replies."""
-
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.reader = self.sock.makefile("rb")
-
-    def reply(self) -> tuple[int, bytes]:
-        """The next reply's code and its text (lines of a multiline reply joined by LF)."""
-        lines = []
-        while True:
-            line = self.reader.readline()
-            if not line:
-                raise ConnectionError("the server closed the connection")
-            lines.append(line[4:].rstrip(b"\r\n"))
-            if line[3:4] != b"-":
-                return int(line[:3]), b"\n".join(lines)
-
-    def command(self, line: bytes) -> tuple[int, bytes]:
-        self.send(line + b"\r\n")
-        return self.reply()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def start_data(self) -> None:
-        """Greeting, EHLO, MAIL, RCPT and DATA, each answered as a willing server answers."""
-        assert self.reply()[0] == 220
-        assert self.command(b"EHLO client.example.org")[0] == 250
-        assert self.command(b"MAIL FROM:<" + SENDER.encode() + b">")[0] == 250
-        assert self.command(b"RCPT TO:<support@localhost>")[0] == 250
-        assert self.command(b"DATA")[0] == 354
-
-    def replies_until_closed(self) -> list[tuple[int, bytes]]:
-        replies = []
-        while True:
-            try:
-                replies.append(self.reply())
-            except ConnectionError:
-                return replies
-
-    def closing_words(self) -> bytes | None:
-        """What the server sent before hanging up on this idle session; None while it is still open."""
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        if not readable:
-            return None
-        data = self.sock.recv(1024)
-        while data and not data.endswith(b"\r\n"):
-            more = self.sock.recv(1024)
-            if not more:
-                break
-            data += more
-        return data
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def as_stored(raw: bytes) -> bytes:
     """``raw`` as it is sent and stored: CRLF line ends, ending in CRLF (smtplib's own normalisation)."""
     wire = re.sub(rb"\r?\n", b"\r\n", raw)
     return wire if wire.endswith(b"\r\n") else wire + b"\r\n"
-
-
-def data_section(content: bytes) -> bytes:
-    """CRLF ``content`` dot-stuffed and ended with the end-of-data line (RFC 5321 §4.5.2)."""
-    lines = content.split(b"\r\n")
-    return b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines) + b".\r\n"
 
 
 def unstuffed(content: bytes) -> bytes:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 import os
-import re
 import signal
 import smtplib
 import socket
@@ -16,163 +14,33 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from centrala.core.db import create_db_engine, get_engine, is_postgresql
+from centrala.core.db import get_engine, is_postgresql
 from centrala.core.queue import get_queue
-from centrala.core.settings import Settings, get_settings
 from centrala.ingest.ledger import DRAIN_EMAILS_JOB
-from centrala.ingest.models import InboundEmail, InboundStatus
-from centrala.ingest.smtp import InboundHandler, InboundSMTPServer, start_smtp_server
+from centrala.ingest.models import InboundStatus
+from centrala.ingest.smtp import InboundHandler
+from tests.support.smtp import (
+    SIZE_LIMIT,
+    TOO_BIG,
+    connect,
+    make_message,
+    queued_id,
+    send,
+    stored,
+    wait_until,
+)
 
-SIZE_LIMIT = 10_000
 TEMPORARY_FAILURE = (451, b"4.3.0 Temporary failure, please retry later")
-TOO_BIG = (552, b"5.3.4 Message too big for system")
 BAD_SYNTAX = (501, b"5.1.3 Bad recipient address syntax")
 UNKNOWN_MAILBOX = (550, b"5.1.1 <nobody@localhost>: mailbox unavailable")
-
-
-class ServerThread:
-    """The real server, started with ``start_smtp_server`` on its own event loop in a background thread."""
-
-    def __init__(self, settings: Settings, handler: InboundHandler) -> None:
-        self.handler = handler
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="smtp-test-loop", daemon=True)
-        self.thread.start()
-        started = start_smtp_server(settings, "127.0.0.1", 0, handler=handler)
-        self.server: InboundSMTPServer = self.call(started)
-        self.port = self.server.port
-        self.stopped = False
-
-    def call(self, coroutine: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self, grace: float = 10) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        try:
-            self.call(self.server.stop(grace=grace))
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-
-@pytest.fixture()
-def settings(redis_url: str, committed_db: Engine) -> Settings:
-    """The run's settings with a small size limit; writes commit for real and reach the run's Redis."""
-    return get_settings().model_copy(
-        update={
-            "max_message_bytes": SIZE_LIMIT,
-            "mailboxes": ["support@localhost", "sales@localhost"],
-            "smtp_max_connections": 20,
-        }
-    )
-
-
-@pytest.fixture()
-def run_server(settings: Settings) -> Iterator[Callable[..., ServerThread]]:
-    """Start servers; ``lock_timeout_ms`` gives the server its own engine with that lock timeout."""
-    servers: list[ServerThread] = []
-    engines: list[Engine] = []
-
-    def run(
-        server_settings: Settings | None = None,
-        *,
-        lock_timeout_ms: int | None = None,
-        session_factory: Callable[[], Session] | None = None,
-        handler_class: type[InboundHandler] = InboundHandler,
-    ) -> ServerThread:
-        server_settings = server_settings or settings
-        if lock_timeout_ms is not None:
-            with_timeout = server_settings.model_copy(update={"db_lock_timeout_ms": lock_timeout_ms})
-            engine = create_db_engine(with_timeout)
-            engines.append(engine)
-            session_factory = sessionmaker(bind=engine, expire_on_commit=False)
-        server = ServerThread(server_settings, handler_class(server_settings, session_factory))
-        servers.append(server)
-        return server
-
-    yield run
-    for server in servers:
-        server.stop()
-    for engine in engines:
-        engine.dispose()
-
-
-@pytest.fixture()
-def smtp_server(run_server: Callable[..., ServerThread]) -> ServerThread:
-    return run_server()
-
-
-def make_message(*, padding: int = 0, marker: str = "") -> bytes:
-    """A message with CRLF line ends (as it travels), a line to dot-stuff, and ``padding`` more octets."""
-    lines = [f"X-Marker: {marker}"] if marker else []
-    lines += [
-        "From: Alice Example <alice@example.org>",
-        "To: support@localhost",
-        "Subject: The printer is on fire",
-        f"Message-ID: <{uuid.uuid4().hex}@example.org>",
-        "",
-        "Hello,",
-        ".a line that starts with a dot",
-    ]
-    lines += ["x" * 76] * (padding // 78)
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
-
-
-def connect(port: int, timeout: float = 10) -> smtplib.SMTP:
-    return smtplib.SMTP("127.0.0.1", port, timeout=timeout)
-
-
-def send(
-    port: int,
-    raw: bytes,
-    *,
-    sender: str = "alice@example.org",
-    recipients: tuple[str, ...] = ("support@localhost",),
-) -> tuple[int, bytes]:
-    """Send one message through a fresh session; the reply to the end of data."""
-    with connect(port, timeout=20) as client:
-        client.ehlo("client.example.org")
-        assert client.mail(sender)[0] == 250
-        for recipient in recipients:
-            assert client.rcpt(recipient)[0] == 250
-        return client.data(raw)
-
-
-def stored(engine: Engine) -> list[InboundEmail]:
-    """The ledger as another connection sees it at once: a plain reader, which (unlike our SQLite engine,
-    whose every transaction begins IMMEDIATE) never waits for a writer to commit."""
-    reader = create_engine(engine.url)
-    try:
-        with Session(reader) as db:
-            return list(db.scalars(select(InboundEmail).order_by(InboundEmail.id)))
-    finally:
-        reader.dispose()
-
-
-def queued_id(reply: bytes) -> int:
-    match = re.fullmatch(rb"2\.0\.0 Ok: queued as (\d+)", reply)
-    assert match, reply
-    return int(match.group(1))
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 @contextlib.contextmanager
@@ -276,9 +144,8 @@ def test_null_sender_of_a_bounce_is_stored_as_empty(smtp_server, committed_db):
 
 
 def test_unknown_recipient_is_refused_with_550(smtp_server, committed_db):
-    with connect(smtp_server.port) as client:
-        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
-            client.sendmail("alice@example.org", ["nobody@localhost"], make_message())
+    with connect(smtp_server.port) as client, pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        client.sendmail("alice@example.org", ["nobody@localhost"], make_message())
 
     assert refused.value.recipients == {"nobody@localhost": UNKNOWN_MAILBOX}
     assert stored(committed_db) == []

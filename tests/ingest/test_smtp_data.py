@@ -12,21 +12,18 @@ import pytest
 
 from centrala.ingest.ledger import load_raw
 from centrala.ingest.smtp import REPLY_LINE_TOO_LONG, InboundSMTP
-from tests.faults.test_smtp_faults import RawSession, data_section
-from tests.ingest import test_smtp
-from tests.ingest.test_smtp import (
+from tests.support.smtp import (
     SIZE_LIMIT,
     TOO_BIG,
+    RawSession,
     connect,
+    data_section,
     make_message,
     queued_id,
     send,
     stored,
     wait_until,
 )
-
-# The fixtures of the SMTP server's own tests, found by name.
-settings, run_server, smtp_server = test_smtp.settings, test_smtp.run_server, test_smtp.smtp_server
 
 LINE_LIMIT = InboundSMTP.line_length_limit
 MIB = 1024 * 1024
