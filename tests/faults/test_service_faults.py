@@ -253,8 +253,8 @@ def test_drain_stopped_by_its_job_timeout_leaves_its_rows_to_a_later_drain(tmp_p
     What holds the drain up is a real lock on what it writes, taken by the test after the drain reserved its
     rows: on PostgreSQL a table lock on the timeline (the worker waits for locks longer than its job may run),
     on SQLite the file's write lock, taken at a moment when reserved rows are still pending. rq's
-    timeout is a signal, handled between Python bytecodes: on SQLite it stops the drain only once the C-level
-    wait for the lock returns (at the latest after ``CENTRALA_DB_LOCK_TIMEOUT_MS``).
+    timeout is a signal, handled between Python bytecodes: on SQLite the drain waits for the lock in
+    ``centrala.core.db``'s Python loop that tries ``BEGIN IMMEDIATE`` every millisecond, so it is stopped on time.
     """
     smtp_port = free_port()
     env = service_env(
