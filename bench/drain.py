@@ -33,17 +33,13 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from bench.corpus import generate_corpus
 from bench.portal import _log
-from bench.sla import _cleanup, _create_database, _empty_redis_database
+from bench.sla import scratch_instance
 
 # Rows stored per ledger transaction, as the SMTP server's group commit stores them.
 STORE_BATCH = 50
@@ -182,32 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1 or args.repeat < 1:
         parser.error("--n and --repeat must be positive")
 
-    folder = Path(tempfile.mkdtemp(prefix="centrala-bench-drain-"))
-    url, admin_url = f"sqlite:///{folder / 'drain-bench.db'}", None
-    redis_server = os.environ.get("CENTRALA_REDIS_URL") or None
-    redis_url = embedded = None
-    try:
-        if database == "postgresql":
-            url, admin_url = _create_database(server_url, "drain"), server_url
-        if redis_server:
-            redis_url = _empty_redis_database(redis_server)
-        else:
-            from centrala.core.embedded import embedded_redis_url, start_embedded_redis
-
-            embedded = start_embedded_redis(folder / "redis.db")
-        os.environ.update(
-            CENTRALA_DATABASE_URL=url,
-            CENTRALA_REDIS_URL=redis_url or embedded_redis_url(embedded),
-            CENTRALA_VAR_DIR=str(folder),
-            CENTRALA_QUEUE_NAME=f"bench-drain-{uuid.uuid4().hex[:8]}",
-            CENTRALA_LOG_LEVEL="WARNING",
-        )
+    with scratch_instance("drain", database, server_url, CENTRALA_LOG_LEVEL="WARNING") as redis:
         result = _run(args, database)
-        result["redis"] = f"server db {urlsplit(redis_url).path.strip('/')}" if redis_url else "embedded"
+        result["redis"] = redis
         print(json.dumps(result), flush=True)
-        return 0
-    finally:
-        _cleanup(url, admin_url, folder, redis_url, embedded)
+    return 0
 
 
 if __name__ == "__main__":

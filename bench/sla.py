@@ -58,6 +58,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,13 +105,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.lag_spread <= 0:
         parser.error("--lag-spread must be positive")
 
-    folder = Path(tempfile.mkdtemp(prefix="centrala-bench-sla-"))
-    url, admin_url = f"sqlite:///{folder / 'sla-bench.db'}", None
+    # Nothing is a day overdue: the scheduler's sweeps stay idle, scheduled jobs fire the breaches.
+    with scratch_instance("sla", database, server_url, CENTRALA_SWEEP_AFTER_SECONDS="86400") as redis:
+        result = _run(args, database)
+        result["redis"] = redis
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+@contextmanager
+def scratch_instance(bench: str, database: str, server_url: str, **settings: str) -> Iterator[str]:
+    """A database, a Redis and a folder of the benchmark's own for this process, as the module docstring says;
+    the ``CENTRALA_*`` environment pointing at them (with ``settings`` and a queue named after ``bench``) while
+    the block runs, all removed afterwards. Yields how Redis was reached, for the result."""
+    folder = Path(tempfile.mkdtemp(prefix=f"centrala-bench-{bench}-"))
+    url, admin_url = f"sqlite:///{folder / f'{bench}-bench.db'}", None
     redis_server = os.environ.get("CENTRALA_REDIS_URL") or None
     redis_url = embedded = None
     try:
         if database == "postgresql":
-            url, admin_url = _create_database(server_url), server_url
+            url, admin_url = _create_database(server_url, bench), server_url
         if redis_server:
             redis_url = _empty_redis_database(redis_server)
         else:
@@ -120,19 +135,15 @@ def main(argv: list[str] | None = None) -> int:
             CENTRALA_DATABASE_URL=url,
             CENTRALA_REDIS_URL=redis_url or embedded_redis_url(embedded),
             CENTRALA_VAR_DIR=str(folder),
-            CENTRALA_QUEUE_NAME=f"bench-sla-{uuid.uuid4().hex[:8]}",
-            # Nothing is a day overdue: the scheduler's sweeps stay idle, scheduled jobs fire the breaches.
-            CENTRALA_SWEEP_AFTER_SECONDS="86400",
+            CENTRALA_QUEUE_NAME=f"bench-{bench}-{uuid.uuid4().hex[:8]}",
+            **settings,
         )
-        result = _run(args, database)
-        result["redis"] = f"server db {urlsplit(redis_url).path.strip('/')}" if redis_url else "embedded"
-        print(json.dumps(result), flush=True)
-        return 0
+        yield f"server db {urlsplit(redis_url).path.strip('/')}" if redis_url else "embedded"
     finally:
         _cleanup(url, admin_url, folder, redis_url, embedded)
 
 
-def _create_database(server_url: str, bench: str = "sla") -> str:
+def _create_database(server_url: str, bench: str) -> str:
     """Create an empty database of our own, named after ``bench``, on the server of ``server_url``; its URL."""
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
