@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ from typing import Any
 
 from bench.corpus import generate_corpus
 from bench.portal import _log
-from bench.sla import scratch_instance
+from bench.sla import add_database_arguments, chosen_database, scratch_instance
 
 # Rows stored per ledger transaction, as the SMTP server's group commit stores them.
 STORE_BATCH = 50
@@ -163,18 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="number of mails (default 1000)")
     parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is reported (default 3)")
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default=None)
-    parser.add_argument(
-        "--database-url", default=None, help="a PostgreSQL server (default CENTRALA_DATABASE_URL)"
-    )
+    add_database_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    server_url = args.database_url or os.environ.get("CENTRALA_DATABASE_URL") or ""
-    database = args.db or ("postgresql" if server_url.startswith("postgresql") else "sqlite")
-    if database == "postgresql" and not server_url.startswith("postgresql"):
-        parser.error(
-            "--db postgresql needs --database-url or CENTRALA_DATABASE_URL naming a PostgreSQL server"
-        )
+    database, server_url = chosen_database(parser, args)
     if args.n < 1 or args.repeat < 1:
         parser.error("--n and --repeat must be positive")
 

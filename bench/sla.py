@@ -87,19 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--due", type=int, default=1_000)
     parser.add_argument("--lag-clocks", type=int, default=200)
     parser.add_argument("--lag-spread", type=float, default=20.0, help="seconds the lag clocks fall due over")
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default=None)
-    parser.add_argument(
-        "--database-url", default=None, help="a PostgreSQL server (default CENTRALA_DATABASE_URL)"
-    )
+    add_database_arguments(parser)
     args = parser.parse_args(argv)
     # Before rq sets up its own handlers, which would print to stdout.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    server_url = args.database_url or os.environ.get("CENTRALA_DATABASE_URL") or ""
-    database = args.db or ("postgresql" if server_url.startswith("postgresql") else "sqlite")
-    if database == "postgresql" and not server_url.startswith("postgresql"):
-        parser.error(
-            "--db postgresql needs --database-url or CENTRALA_DATABASE_URL naming a PostgreSQL server"
-        )
+    database, server_url = chosen_database(parser, args)
     if not 0 < args.due <= args.clocks // 2 or not 0 < args.lag_clocks <= args.clocks // 2:
         parser.error("--due and --lag-clocks must be positive and at most half of --clocks")
     if args.lag_spread <= 0:
@@ -111,6 +103,26 @@ def main(argv: list[str] | None = None) -> int:
         result["redis"] = redis
         print(json.dumps(result), flush=True)
     return 0
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--db`` and ``--database-url``, read by ``chosen_database``."""
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default=None)
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server (default CENTRALA_DATABASE_URL)"
+    )
+
+
+def chosen_database(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, str]:
+    """``(database, server_url)``: the kind asked for, by default that of the server's URL, which PostgreSQL
+    needs."""
+    server_url = args.database_url or os.environ.get("CENTRALA_DATABASE_URL") or ""
+    database = args.db or ("postgresql" if server_url.startswith("postgresql") else "sqlite")
+    if database == "postgresql" and not server_url.startswith("postgresql"):
+        parser.error(
+            "--db postgresql needs --database-url or CENTRALA_DATABASE_URL naming a PostgreSQL server"
+        )
+    return database, server_url
 
 
 @contextmanager
