@@ -6,8 +6,11 @@ import logging
 import signal
 import threading
 import time
+from types import FrameType
 
+import redis.exceptions
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import UnixSignalDeathPenalty
@@ -27,6 +30,9 @@ log = logging.getLogger(__name__)
 # A round of retention stops after this long, so that a first run on a large installation does not hold up
 # the scheduled jobs this loop moves; the rest follows a sweep interval later.
 RETENTION_BUDGET_SECONDS = 2.0
+# A worker that lost Redis starts over after this pause, doubled on each failure up to the maximum.
+REDIS_RETRY_FIRST_SECONDS = 1.0
+REDIS_RETRY_MAX_SECONDS = 10.0
 
 
 class JobTimeLimitExceeded(SystemExit):
@@ -48,29 +54,88 @@ class JobDeathPenalty(UnixSignalDeathPenalty):
         super().__init__(timeout, JobTimeLimitExceeded, **kwargs)
 
 
+class CentralaWorker(SimpleWorker):
+    """rq's in-process worker that also tells ``run_worker`` when SIGINT or SIGTERM asked it to stop."""
+
+    stop_requested: threading.Event
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested.set()
+        super().request_stop(signum, frame)
+
+    def set_shutdown_requested_date(self) -> None:
+        # Called from the signal handler while a job runs; with Redis away, rq's write would raise inside the
+        # job, which would take the error for its own. The stop itself needs no Redis.
+        try:
+            super().set_shutdown_requested_date()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            log.warning("stopping after the job at hand; Redis is away, so rq's worker list will not say so")
+
+
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
     """Work the queue until told to stop. Jobs run in this process (no fork per job): they are short and
-    idempotent, and a worker that dies mid-job only delays that job until rq or the sweeper hands it out again."""
+    idempotent, and a worker that dies mid-job only delays that job until rq or the sweeper hands it out again.
+
+    Losing Redis does not end the process. rq's work loop retries a lost connection only while it waits for a
+    job; lost anywhere else (finishing a job, registering, its heartbeat) rq gives up, and a worker process
+    that exits leaves mail waiting until someone restarts it. So a fresh rq worker takes over, after a pause
+    that grows to ``REDIS_RETRY_MAX_SECONDS``, until SIGINT or SIGTERM says stop.
+    """
+    stop = threading.Event()
+    pause = REDIS_RETRY_FIRST_SECONDS
+    while not stop.is_set():
+        worked = False
+        try:
+            # rq installs its own SIGINT/SIGTERM handlers in work(): the first finishes the job at hand, a second
+            # ends the process at once (SystemExit).
+            worked = _new_worker(stop).work(burst=burst, logging_level=_rq_log_level(settings))
+            # work() also returns after an error it logged itself ("found an unhandled exception, quitting");
+            # only a stop request or the end of a burst means the work is over.
+            if burst or stop.is_set():
+                return
+            log.warning("the rq work loop ended without a stop request; starting over in %.0f s", pause)
+        except StopRequested:
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            if stop.is_set():
+                return
+            log.warning("lost Redis (%s); starting over in %.0f s", error, pause)
+        finally:
+            # Between two rq work loops a signal is ours to take, not rq's (its handler calls Redis).
+            _stop_on_signal(stop)
+        stop.wait(pause)
+        pause = REDIS_RETRY_FIRST_SECONDS if worked else min(pause * 2, REDIS_RETRY_MAX_SECONDS)
+
+
+def _new_worker(stop: threading.Event) -> CentralaWorker:
     connection = get_redis()
-    worker = SimpleWorker(
+    worker = CentralaWorker(
         [get_queue(connection)],
         connection=connection,
         serializer=JSONSerializer,
         worker_ttl=WORKER_TTL_SECONDS,
     )
+    worker.stop_requested = stop
     worker.death_penalty_class = JobDeathPenalty
+    # No with_scheduler in work(): rq would fork a scheduler child that outlives a worker killed with SIGKILL.
+    return worker
+
+
+def _rq_log_level(settings: Settings) -> str:
     # rq logs three lines per job at INFO; ours says what happened to which message, so keep rq's to warnings.
-    rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
-    # No with_scheduler: rq would fork a scheduler child that outlives a worker killed with SIGKILL.
-    worker.work(burst=burst, logging_level=rq_level)
+    return "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
+
+
+def _stop_on_signal(stop: threading.Event) -> None:
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
 
 
 def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> None:
     """Run periodic sweeps until SIGINT/SIGTERM (or ``stop``): lost jobs are found in the database, not Redis."""
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
+    _stop_on_signal(stop)
     log.info("scheduler sweeping every %.0f s", settings.sweep_interval_seconds)
     # rq's scheduler moves jobs scheduled with enqueue_at (SLA checks) to the queue. It runs here, in this
     # loop, not forked by a worker (see run_worker); its Redis lock keeps a second scheduler process idle.
