@@ -37,8 +37,14 @@ from centrala.ingest.smtp_data import OverLimit, read_mail_data
 
 log = logging.getLogger(__name__)
 
-# RFC 5321 §4.5.3.2.7: a server should wait at least 5 minutes for the next command.
+# RFC 5321 §4.5.3.2.7: a server should wait at least 5 minutes for the next command. While the data of a
+# message arrives, it is the longest silence between two pieces of it (§4.5.3.2.5 gives the client 3 minutes
+# per piece sent).
 SESSION_TIMEOUT_SECONDS = 300.0
+# The data of a message must also arrive at this average rate (octets a second) past its first session
+# timeout, as Postfix's smtpd_min_data_rate: a slow link's 25 MiB upload takes as long as it takes, while a
+# client trickling an octet a few minutes apart cannot hold a connection slot for ever.
+MIN_DATA_RATE = 500
 # RFC 5321 §4.5.3.2.6: the client waits 10 minutes for the reply to the end of data; answer well before.
 WRITE_TIMEOUT_SECONDS = 60.0
 # How long a stop waits for sessions in the middle of DATA before closing them anyway.
@@ -64,6 +70,7 @@ REPLY_TOO_BIG = "552 5.3.4 Message too big for system"
 REPLY_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 REPLY_IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
+REPLY_DATA_TIMEOUT = "421 4.4.2 Timeout while receiving the message, closing connection"
 # aiosmtpd's words for a DATA line over the limit, kept as clients have seen them.
 REPLY_LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 
@@ -363,7 +370,9 @@ class InboundSMTP(SMTP):
     # long".
     line_length_limit = 1024 * 1024
 
-    def __init__(self, handler: Any, *, sessions: _Sessions, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: Any, *, sessions: _Sessions, min_data_rate: int = MIN_DATA_RATE, **kwargs: Any
+    ) -> None:
         if kwargs.get("decode_data"):
             raise ValueError("InboundSMTP hands on the raw bytes of a message; decode_data is not supported")
         super().__init__(handler, **kwargs)
@@ -375,6 +384,10 @@ class InboundSMTP(SMTP):
         self._in_data = False
         self._in_rcpt = False
         self._heard_at = time.monotonic()
+        self._min_data_rate = min_data_rate
+        # While a message's data arrives: when the 354 went out, and how many octets came since.
+        self._data_started_at: float | None = None
+        self._data_octets = 0
 
     @property
     def in_data(self) -> bool:
@@ -407,7 +420,31 @@ class InboundSMTP(SMTP):
 
     def data_received(self, data: bytes) -> None:
         self._heard_at = time.monotonic()
+        if self._data_started_at is not None:
+            self._data_octets += len(data)
+            self._set_data_timeout()
         super().data_received(data)
+
+    def _set_data_timeout(self) -> None:
+        """Time the session out after a session timeout's silence, or once the data fell behind the minimum
+        rate (counted from the end of its first session timeout), whichever comes first."""
+        assert self._data_started_at is not None
+        deadline = self._data_started_at + self._timeout_duration + self._data_octets / self._min_data_rate
+        left = min(self._timeout_duration, deadline - self.loop.time())
+        # aiosmtpd takes a duration of 0 for "the session timeout".
+        self._reset_timeout(max(left, 0.001))
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 §3.8: a server that closes the connection on its own says so with a 421.
+        peer = _peer_ip(self.session.peer if self.session else None)
+        if self._data_started_at is None:
+            log.info("SMTP session from %s timed out", peer)
+            self.close_with(REPLY_IDLE_TIMEOUT)
+        else:
+            log.warning(
+                "SMTP session from %s timed out while sending a message (%d octets)", peer, self._data_octets
+            )
+            self.close_with(REPLY_DATA_TIMEOUT)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
@@ -477,6 +514,10 @@ class InboundSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        # aiosmtpd's timer, set when the DATA command came, would cut off any upload longer than the session
+        # timeout; from here each piece of data sets it again.
+        self._data_started_at, self._data_octets = self.loop.time(), 0
+        self._set_data_timeout()
         try:
             data = await read_mail_data(
                 self._reader, line_limit=self.line_length_limit, size_limit=self.data_size_limit
@@ -485,6 +526,10 @@ class InboundSMTP(SMTP):
             # aiosmtpd cancels the session's task when the client hangs up or the connection is lost.
             self._writer.close()
             raise
+        finally:
+            self._data_started_at = None
+        if not self.closing:
+            self._reset_timeout()
         if isinstance(data, OverLimit):
             # RFC 5321 §4.2.5: the refusal comes after the end of data, and the session goes on.
             await self.push(REPLY_TOO_BIG if data is OverLimit.SIZE else REPLY_LINE_TOO_LONG)
@@ -519,10 +564,12 @@ class InboundSMTPServer:
         *,
         handler: InboundHandler | None = None,
         session_timeout: float = SESSION_TIMEOUT_SECONDS,
+        min_data_rate: int = MIN_DATA_RATE,
     ) -> None:
         self.settings = settings
         self.handler = handler or InboundHandler(settings)
         self.session_timeout = session_timeout
+        self.min_data_rate = min_data_rate
         self._sessions = _Sessions(settings.smtp_max_connections)
         self._server: asyncio.Server | None = None
 
@@ -589,6 +636,7 @@ class InboundSMTPServer:
                 hostname=self.settings.smtp_hostname,
                 ident="Centrala ESMTP",
                 timeout=self.session_timeout,
+                min_data_rate=self.min_data_rate,
                 loop=loop,
             )
 
@@ -608,9 +656,11 @@ async def start_smtp_server(
     port: int | None = None,
     *,
     handler: InboundHandler | None = None,
+    **options: Any,
 ) -> InboundSMTPServer:
-    """Start the inbound SMTP server on the running loop and return it, listening."""
-    server = InboundSMTPServer(settings, handler=handler)
+    """Start the inbound SMTP server on the running loop and return it, listening; ``options`` go to
+    ``InboundSMTPServer`` (``session_timeout``, ``min_data_rate``)."""
+    server = InboundSMTPServer(settings, handler=handler, **options)
     await server.start(host, port)
     return server
 

@@ -4,6 +4,7 @@ limits; over real sockets, raw where the test needs exact octets on the wire and
 from __future__ import annotations
 
 import random
+import select
 import socket
 import time
 from itertools import pairwise
@@ -11,7 +12,7 @@ from itertools import pairwise
 import pytest
 
 from centrala.ingest.ledger import load_raw
-from centrala.ingest.smtp import REPLY_LINE_TOO_LONG, InboundSMTP
+from centrala.ingest.smtp import REPLY_DATA_TIMEOUT, REPLY_IDLE_TIMEOUT, REPLY_LINE_TOO_LONG, InboundSMTP
 from tests.support.smtp import (
     SIZE_LIMIT,
     TOO_BIG,
@@ -160,3 +161,63 @@ def test_client_hanging_up_in_the_middle_of_data_leaves_nothing_and_the_server_s
 
     assert code == 250
     assert [row.raw for row in stored(committed_db)] == [complete]
+
+
+# A short session timeout, so that "longer than the session timeout" fits a test.
+SHORT_TIMEOUT = 1.0
+
+
+def _reply_line(reply: str) -> tuple[int, bytes]:
+    return int(reply[:3]), reply[4:].encode()
+
+
+def test_upload_slower_than_the_session_timeout_but_steady_is_stored(run_server, committed_db):
+    """A large message over a slow link takes longer than the session timeout (300 s: 25 MiB at 85 KB/s);
+    while the data keeps coming the session must not be cut off, or the sender retries the same upload
+    for ever."""
+    server = run_server(session_timeout=SHORT_TIMEOUT, min_data_rate=100)
+    message = make_message(padding=3000)
+    section = data_section(message)
+    pieces = [section[start : start + 200] for start in range(0, len(section), 200)]
+    started = time.monotonic()
+    with RawSession(server.port) as session:
+        session.start_data()
+        for piece in pieces:
+            session.send(piece)
+            time.sleep(0.2)
+        code, _reply = session.reply()
+    assert time.monotonic() - started > 2 * SHORT_TIMEOUT
+    assert code == 250
+    assert [row.raw for row in stored(committed_db)] == [message]
+
+
+def test_data_trickling_below_the_minimum_rate_is_cut_off_with_421(run_server, committed_db):
+    """A client that sends an octet now and then keeps resetting the silence timer; the minimum rate still
+    frees its connection slot, and nothing half-received is stored."""
+    server = run_server(session_timeout=SHORT_TIMEOUT, min_data_rate=10_000)
+    octets = data_section(make_message())
+    replies = []
+    started = time.monotonic()
+    with RawSession(server.port) as session:
+        session.start_data()
+        for octet in octets:
+            session.send(bytes([octet]))
+            # The wait between two octets, watching for the server's answer.
+            if select.select([session.sock], [], [], 0.1)[0]:
+                replies = session.replies_until_closed()
+                break
+    elapsed = time.monotonic() - started
+    assert replies == [_reply_line(REPLY_DATA_TIMEOUT)]
+    # The first session timeout is granted in full, plus the time the few octets sent have earned; sent at
+    # this pace, the message would have taken half a minute.
+    assert SHORT_TIMEOUT <= elapsed < 4 * SHORT_TIMEOUT < len(octets) * 0.1
+    wait_until(lambda: server.server.open_sessions == 0)
+    assert stored(committed_db) == []
+
+
+def test_silent_session_is_closed_with_421_after_the_session_timeout(run_server):
+    server = run_server(session_timeout=SHORT_TIMEOUT)
+    with RawSession(server.port) as session:
+        assert session.reply()[0] == 220
+        assert session.command(b"EHLO client.example.org")[0] == 250
+        assert session.replies_until_closed() == [_reply_line(REPLY_IDLE_TIMEOUT)]

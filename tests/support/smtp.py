@@ -32,12 +32,12 @@ SENDER = "jana@example.cz"
 class ServerThread:
     """The real server, started with ``start_smtp_server`` on its own event loop in a background thread."""
 
-    def __init__(self, settings: Settings, handler: InboundHandler) -> None:
+    def __init__(self, settings: Settings, handler: InboundHandler, **options: Any) -> None:
         self.handler = handler
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="smtp-test-loop", daemon=True)
         self.thread.start()
-        started = start_smtp_server(settings, "127.0.0.1", 0, handler=handler)
+        started = start_smtp_server(settings, "127.0.0.1", 0, handler=handler, **options)
         self.server: InboundSMTPServer = self.call(started)
         self.port = self.server.port
         self.stopped = False
@@ -71,7 +71,8 @@ def settings(redis_url: str, committed_db: Engine) -> Settings:
 
 @pytest.fixture()
 def run_server(settings: Settings) -> Iterator[Callable[..., ServerThread]]:
-    """Start servers; ``lock_timeout_ms`` gives the server its own engine with that lock timeout."""
+    """Start servers; ``lock_timeout_ms`` gives the server its own engine with that lock timeout, ``options``
+    go to ``InboundSMTPServer`` (``session_timeout``, ``min_data_rate``)."""
     servers: list[ServerThread] = []
     engines: list[Engine] = []
 
@@ -81,6 +82,7 @@ def run_server(settings: Settings) -> Iterator[Callable[..., ServerThread]]:
         lock_timeout_ms: int | None = None,
         session_factory: Callable[[], Session] | None = None,
         handler_class: type[InboundHandler] = InboundHandler,
+        **options: Any,
     ) -> ServerThread:
         server_settings = server_settings or settings
         if lock_timeout_ms is not None:
@@ -88,7 +90,7 @@ def run_server(settings: Settings) -> Iterator[Callable[..., ServerThread]]:
             engine = create_db_engine(with_timeout)
             engines.append(engine)
             session_factory = sessionmaker(bind=engine, expire_on_commit=False)
-        server = ServerThread(server_settings, handler_class(server_settings, session_factory))
+        server = ServerThread(server_settings, handler_class(server_settings, session_factory), **options)
         servers.append(server)
         return server
 
