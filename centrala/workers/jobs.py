@@ -38,10 +38,20 @@ from centrala.ingest.process import (
     stamp_processed,
 )
 from centrala.ingest.process import process_inbound_email as process_inbound_email_service
-from centrala.mail.send import transport_from_settings
+from centrala.mail.send import MailSender, transport_from_settings
 from centrala.portal.auth import issue_sign_in_link
 from centrala.telephony.client import TwilioClient, make_twilio_client
-from centrala.tickets.outbox import claim_outbound_email, find_due_outbound, record_delivery_attempt
+from centrala.tickets.models import OutboundEmail
+from centrala.tickets.outbox import (
+    SEND_BATCH,
+    SEND_DUE_JOB,
+    SEND_DUE_KEY,
+    ClaimedEmail,
+    claim_due_outbound_emails,
+    find_due_outbound,
+    record_delivery_attempt,
+    release_outbound_claims,
+)
 from centrala.tickets.phone import attach_recording
 from centrala.tickets.phone_models import Call
 from centrala.tickets.retention import archive_closed_tickets
@@ -213,35 +223,104 @@ def send_outbound_email(outbound_id: int) -> dict[str, object]:
     again when the claim's lease has run out.
     """
     settings = get_settings()
-    session = get_sessionmaker()()
-    try:
-        claimed = claim_outbound_email(session=session, outbound_id=outbound_id, now=clock.now())
-        session.commit()
-    finally:
-        session.close()
-    if claimed is None:
+    with session_scope() as session:
+        claimed = claim_due_outbound_emails(session=session, now=clock.now(), limit=1, ids=[outbound_id])
+    if not claimed:
         return {"status": "not due"}
-    error: DeliveryError | None = None
+    with transport_from_settings(settings).connection() as relay:
+        errors, _unsent = _send_claimed(claimed, relay)
+    [outbound] = _record_attempts(errors, settings)
+    if outbound is None:
+        return {"status": "missing"}
+    return {"status": outbound.state.value, "attempts": outbound.attempts}
+
+
+def send_due_outbound_emails() -> dict[str, int]:
+    """Send every due outbox row, SEND_BATCH at a time over one connection to the relay, until none is left.
+
+    Each batch as ``send_outbound_email`` does one row: claimed (commit), sent, recorded (commit). Safe to run
+    any number of times, on any number of workers at once: a row is claimed by one drain only. After
+    ``ingest_drain_seconds`` the job begins no further message: it gives back the rest of its batch, queues a
+    fresh drain and returns, so that the jobs waiting behind it run and a slow relay cannot keep it past its
+    job timeout with messages on their way (which its lease would then send twice).
+    """
+    release_coalesced(SEND_DUE_KEY)
+    settings = get_settings()
+    deadline = time.monotonic() + settings.ingest_drain_seconds
+    counts: collections.Counter[str] = collections.Counter()
+    with transport_from_settings(settings).connection() as relay:
+        while True:
+            with session_scope() as session:
+                claimed = claim_due_outbound_emails(session=session, now=clock.now(), limit=SEND_BATCH)
+            if not claimed:
+                break
+            errors, unsent = _send_claimed(claimed, relay, until=deadline)
+            outcomes = _record_attempts(errors, settings)
+            counts.update(outbound.state.value for outbound in outcomes if outbound is not None)
+            if unsent:
+                with session_scope() as session:
+                    release_outbound_claims(session=session, ids=unsent, now=clock.now())
+            elif len(claimed) < SEND_BATCH:
+                break
+            if time.monotonic() >= deadline:
+                enqueue_now([PendingJob(SEND_DUE_JOB)])
+                break
+    if counts:
+        log.info("sent outbound e-mail: %s", ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    return dict(counts)
+
+
+def _send_claimed(
+    claimed: list[ClaimedEmail], relay: MailSender, *, until: float | None = None
+) -> tuple[dict[int, DeliveryError | None], list[int]]:
+    """Hand the claimed messages to ``relay`` in turn, beginning none past ``until`` (``time.monotonic()``) but
+    the first: what went wrong with each one sent (None: nothing), and the ids of those not begun."""
+    errors: dict[int, DeliveryError | None] = {}
+    for message in claimed:
+        if errors and until is not None and time.monotonic() > until:
+            break
+        try:
+            relay.send(raw=message.raw, mail_from=message.mail_from, rcpt_tos=message.rcpt_tos)
+        except DeliveryError as failure:
+            errors[message.id] = failure
+        except Exception as failure:
+            # A bug of ours or the library's: retried, and failed after the last attempt.
+            log.exception("outbound %s: unexpected error while sending", message.id)
+            errors[message.id] = TransientDeliveryError(f"unexpected error: {type(failure).__name__}")
+        else:
+            errors[message.id] = None
+    return errors, [message.id for message in claimed if message.id not in errors]
+
+
+def _record_attempts(
+    errors: dict[int, DeliveryError | None], settings: Settings
+) -> list[OutboundEmail | None]:
+    """Record how each attempt went, all in one transaction; if that fails, each in one of its own, so that a
+    row whose outcome cannot be written (a bug) does not cost the others theirs."""
     try:
-        transport_from_settings(settings).send(
-            raw=claimed.raw, mail_from=claimed.mail_from, rcpt_tos=claimed.rcpt_tos
+        with session_scope() as session:
+            return [
+                record_delivery_attempt(
+                    session=session, outbound_id=outbound_id, error=error, now=clock.now(), settings=settings
+                )
+                for outbound_id, error in errors.items()
+            ]
+    except Exception as failure:  # each row is tried again below, on its own
+        if len(errors) == 1:
+            raise
+        hide_sql_parameters(failure)
+        log.warning(
+            "recording %d delivery attempts failed (%s); one at a time", len(errors), type(failure).__name__
         )
-    except DeliveryError as failure:
-        error = failure
-    except Exception as failure:  # a bug of ours or the library's: retried, and failed after the last attempt
-        log.exception("outbound %s: unexpected error while sending", outbound_id)
-        error = TransientDeliveryError(f"unexpected error: {type(failure).__name__}")
-    session = get_sessionmaker()()
-    try:
-        outbound = record_delivery_attempt(
-            session=session, outbound_id=outbound_id, error=error, now=clock.now(), settings=settings
-        )
-        session.commit()
-        if outbound is None:
-            return {"status": "missing"}
-        return {"status": outbound.state.value, "attempts": outbound.attempts}
-    finally:
-        session.close()
+    outcomes: list[OutboundEmail | None] = []
+    for outbound_id, error in errors.items():
+        try:
+            outcomes.extend(_record_attempts({outbound_id: error}, settings))
+        except Exception:
+            # Left claimed: the sweep hands it out again when the lease is over.
+            log.exception("outbound %s: could not record the delivery attempt", outbound_id)
+            outcomes.append(None)
+    return outcomes
 
 
 def sweep_due_outbound() -> int:

@@ -6,6 +6,7 @@ import email
 import email.policy
 import mailbox
 import ssl
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -76,6 +77,49 @@ def test_relay_replies_map_to_transient_or_permanent(sink, where, reply, error_c
     assert raised.value.smtp_code == code
     assert reply.split(" ", 1)[1] in str(raised.value)
     assert sink.handler.received == []
+
+
+def test_relay_connection_carries_several_messages(sink):
+    """A burst of mail (the acknowledgements of a busy hour) goes over one connection, not one each."""
+    with SmtpRelayTransport(sink.url()).connection() as relay:
+        for number in range(3):
+            relay.send(
+                raw=raw_message(f"c.{number}@localhost"), mail_from="support@localhost", rcpt_tos=["a@b.cz"]
+            )
+
+    received = sink.handler.received
+    assert [parse(mail)["Message-ID"] for mail in received] == [f"<c.{n}@localhost>" for n in range(3)]
+    assert len({mail.peer for mail in received}) == 1
+
+
+def test_relay_connection_after_a_421_opens_a_new_one_for_the_next_message(sink):
+    with SmtpRelayTransport(sink.url()).connection() as relay:
+        relay.send(raw=raw_message("c.1@localhost"), mail_from="support@localhost", rcpt_tos=["a@b.cz"])
+        sink.handler.data_reply = "421 4.3.2 Closing for maintenance"
+        with pytest.raises(TransientDeliveryError):
+            relay.send(raw=raw_message("c.2@localhost"), mail_from="support@localhost", rcpt_tos=["a@b.cz"])
+        sink.handler.data_reply = None
+        relay.send(raw=raw_message("c.3@localhost"), mail_from="support@localhost", rcpt_tos=["a@b.cz"])
+
+    first, third = sink.handler.received
+    assert [parse(first)["Message-ID"], parse(third)["Message-ID"]] == ["<c.1@localhost>", "<c.3@localhost>"]
+    assert first.peer != third.peer
+
+
+def test_relay_connection_closed_by_the_relay_while_idle_is_opened_again():
+    """Relays close idle connections; the next message must go out on a new one, once, not fail."""
+    with running_sink(idle_timeout=0.3) as sink, SmtpRelayTransport(sink.url()).connection() as relay:
+        relay.send(raw=raw_message("c.1@localhost"), mail_from="support@localhost", rcpt_tos=["a@b.cz"])
+        time.sleep(1.0)
+        relay.send(raw=raw_message("c.2@localhost"), mail_from="support@localhost", rcpt_tos=["a@b.cz"])
+        received = list(sink.handler.received)
+
+    assert [parse(mail)["Message-ID"] for mail in received] == ["<c.1@localhost>", "<c.2@localhost>"]
+    assert received[0].peer != received[1].peer
+
+
+def parse(mail) -> email.message.EmailMessage:
+    return email.message_from_bytes(mail.data, policy=email.policy.default)
 
 
 def test_relay_that_is_not_listening_is_a_transient_failure():

@@ -20,6 +20,8 @@ class ReceivedMail:
     rcpt_tos: list[str]
     data: bytes
     login: str | None
+    # The client's address and port: messages with the same came over one connection.
+    peer: object = None
 
 
 @dataclass
@@ -41,7 +43,7 @@ class SinkHandler:
             return self.data_reply
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
         self.received.append(
-            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, login)
+            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, login, session.peer)
         )
         return "250 2.0.0 queued"
 
@@ -69,8 +71,10 @@ def running_sink(
     credentials: tuple[str, str] | None = None,
     starttls_context: ssl.SSLContext | None = None,
     implicit_tls_context: ssl.SSLContext | None = None,
+    idle_timeout: float | None = None,
 ) -> Iterator[SmtpSink]:
-    """An SMTP server on a free local port; with ``credentials`` it accepts AUTH LOGIN/PLAIN for that pair."""
+    """An SMTP server on a free local port; with ``credentials`` it accepts AUTH LOGIN/PLAIN for that pair;
+    with ``idle_timeout`` it closes a connection silent that long."""
     handler = SinkHandler()
 
     def authenticate(server, session, envelope, mechanism, auth_data):
@@ -92,6 +96,8 @@ def running_sink(
         options.update(tls_context=starttls_context, require_starttls=True)
     if implicit_tls_context is not None:
         options.update(ssl_context=implicit_tls_context)
+    if idle_timeout is not None:
+        options.update(server_kwargs={"timeout": idle_timeout})
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
     controller.start()
     try:

@@ -31,7 +31,7 @@ from centrala.tickets.models import (
     Ticket,
     TicketStatus,
 )
-from centrala.tickets.outbox import queue_reply
+from centrala.tickets.outbox import SEND_DUE_JOB, SEND_DUE_KEY, queue_reply
 from centrala.workers import jobs
 from tests.factories import NOW, make_agent, make_contact, make_interaction, make_ticket
 from tests.support.smtp_sink import running_sink
@@ -42,8 +42,10 @@ def db(committed_db, redis_url):
     """Sessions whose commits are real (and send their jobs to the run's Redis); tables emptied afterwards."""
     queue = get_queue()
     queue.empty()
+    jobs.release_coalesced(SEND_DUE_KEY)
     yield get_sessionmaker()
     queue.empty()
+    jobs.release_coalesced(SEND_DUE_KEY)
 
 
 @pytest.fixture()
@@ -109,6 +111,10 @@ def queue_committed_reply(db, settings, ticket_id: int, agent_id: int) -> int:
         return outbound.id
 
 
+def queued_functions() -> list[str]:
+    return [job.func_name for job in get_queue().get_jobs()]
+
+
 def load(db, outbound_id: int) -> OutboundEmail:
     with db() as session:
         return session.get(OutboundEmail, outbound_id)
@@ -129,11 +135,12 @@ def test_api_reply_is_queued_and_the_job_delivers_it_to_the_maildir(db, job_sett
         with db() as session:
             outbound = session.scalar(select(OutboundEmail).where(OutboundEmail.interaction_id == body["id"]))
             ticket = session.get(Ticket, ticket_id)
-        assert f"outbound-email-{outbound.id}" in get_queue().job_ids  # sent to Redis after the commit
+        assert queued_functions() == [SEND_DUE_JOB]  # sent to Redis after the commit
 
         clock_at(NOW + timedelta(minutes=1))
-        assert jobs.send_outbound_email(outbound.id) == {"status": "sent", "attempts": 1}
-        assert jobs.send_outbound_email(outbound.id) == {"status": "not due"}  # a duplicate job does nothing
+        assert jobs.send_due_outbound_emails() == {"sent": 1}
+        assert jobs.send_due_outbound_emails() == {}  # a second drain finds nothing due
+        assert jobs.send_outbound_email(outbound.id) == {"status": "not due"}  # nor does a job for the row
 
         maildir = mailbox.Maildir(settings.outbox_dir, create=False)
         [key] = list(maildir.keys())
@@ -183,7 +190,7 @@ def test_relay_answering_451_defers_and_the_sweep_sends_it_when_the_relay_accept
         clock_at(NOW + timedelta(minutes=2))
         assert jobs.sweep_due_outbound() == 1
         queue = get_queue()
-        assert queue.job_ids == [f"outbound-email-{outbound_id}"]
+        assert queued_functions() == [SEND_DUE_JOB]
         SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer).work(burst=True)
 
         sent = load(db, outbound_id)
@@ -262,3 +269,57 @@ def test_two_jobs_for_one_message_send_it_once(db, job_settings, clock_at):
 
         assert sorted(result["status"] for result in results) == ["not due", "sent"]
         assert len(sink.handler.received) == 1
+
+
+def test_drain_sends_a_burst_over_one_relay_connection_and_each_row_once(db, job_settings, clock_at):
+    """The acknowledgements of a burst of new tickets: one drain, one connection to the relay, every message
+    delivered once even with two drains running side by side."""
+    ticket_id, agent_id, _token = setup_ticket(db)
+    with running_sink() as sink:
+        settings = job_settings(smtp_relay_url=sink.url())
+        ids = [queue_committed_reply(db, settings, ticket_id, agent_id) for _ in range(25)]
+        clock_at(NOW)
+        results: list[dict[str, int]] = []
+        drains = [
+            threading.Thread(target=lambda: results.append(jobs.send_due_outbound_emails())) for _ in range(2)
+        ]
+        for drain in drains:
+            drain.start()
+        for drain in drains:
+            drain.join(60)
+
+        assert sum(result.get("sent", 0) for result in results) == 25
+        with db() as session:
+            states = session.scalars(select(OutboundEmail.state).where(OutboundEmail.id.in_(ids))).all()
+        assert states == [OutboundState.SENT] * 25
+        received = sink.handler.received
+        assert sorted(parse_id(mail) for mail in received) == sorted(load(db, i).message_id for i in ids)
+        # Two drains at most, each over one connection (and a new one only if the relay closed it).
+        assert len({mail.peer for mail in received}) <= 2
+
+
+def parse_id(mail) -> str:
+    return email.message_from_bytes(mail.data, policy=email.policy.default)["Message-ID"].strip("<>")
+
+
+def test_drain_out_of_time_gives_back_the_rest_of_its_batch_and_queues_another(db, job_settings, clock_at):
+    """A drain past its time begins no further message (a slow relay must not keep it past its job timeout,
+    when its lease would send what it had sent again): the rest are due again at once, their claim's attempt
+    uncounted, and a fresh drain is queued for them."""
+    settings = job_settings(ingest_drain_seconds=0.001)
+    ticket_id, agent_id, _token = setup_ticket(db)
+    ids = [queue_committed_reply(db, settings, ticket_id, agent_id) for _ in range(3)]
+    get_queue().empty()
+    clock_at(NOW)
+
+    assert jobs.send_due_outbound_emails() == {"sent": 1}
+
+    rows = [load(db, outbound_id) for outbound_id in ids]
+    assert [(row.state, row.attempts) for row in rows] == [
+        (OutboundState.SENT, 1),
+        (OutboundState.QUEUED, 0),
+        (OutboundState.QUEUED, 0),
+    ]
+    assert all(row.next_attempt_at == NOW for row in rows[1:])
+    assert queued_functions() == [SEND_DUE_JOB]
+    assert jobs.send_due_outbound_emails() == {"sent": 1}
