@@ -6,30 +6,26 @@ import signal
 import smtplib
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.support.fault_report import report
 from tests.support.ledger_counts import ledger_counts, wait_all_processed
 from tests.support.mails import make_mail
-from tests.support.processes import free_port, port_is_open, service_env, start, stop_all, wait_until
+from tests.support.processes import (
+    children_of,
+    free_port,
+    is_running,
+    port_is_open,
+    service_env,
+    start,
+    stop_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
 MESSAGES = 60
-
-
-def _children_of(pid: int) -> list[int]:
-    children = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(pid):
-            children.append(int(status.parent.name))
-    return children
 
 
 def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed_db, redis_url):
@@ -65,12 +61,12 @@ def test_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path, committed
         sender = threading.Thread(target=send_all)
         sender.start()
         wait_until(lambda: ledger_counts(committed_db)["processed"] >= 10, timeout=30, what="the first ten processed")
-        children = _children_of(worker.pid)
+        children = children_of(worker.pid)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         # Nothing the killed worker started may live on (an orphan would go on taking jobs unseen).
         time.sleep(0.5)
-        assert [pid for pid in children if Path(f"/proc/{pid}").exists()] == []
+        assert [pid for pid in children if is_running(pid)] == []
         sender.join(timeout=60)
         assert len(accepted) == MESSAGES
 
