@@ -15,7 +15,8 @@ stay queued in the outbox.
 
 Prints one JSON line on stdout (progress on stderr):
 
-- ``cpu_ms_per_mail``: the drain's CPU time (``time.process_time``) ÷ mails, median over ``--repeat`` runs
+- ``cpu_ms_per_mail``: the drain's CPU time (``time.process_time``, this process: with the parse helper on,
+  parsing runs in the helper and is not counted) ÷ mails, median over ``--repeat`` runs
   (each run in ``cpu_ms_per_mail_runs``); ``wall_ms_per_mail`` the same on the wall clock: on PostgreSQL the
   difference is mostly the wait for the server;
 - ``parse_cpu_ms_per_mail``: ``parse_email`` alone over the same corpus, the share of the drain that is parsing;

@@ -267,6 +267,9 @@ class Settings(BaseSettings):
     # A drain's write transaction begins no further message after this long (SQLite: the SMTP server's commits
     # wait for it).
     ingest_transaction_ms: int = Field(default=50, ge=1)
+    # Each worker parses the batch a drain records next in a helper process of its own, on another core while
+    # it records the current one (ingest.parse_ahead); off, the worker parses every message itself.
+    ingest_parse_helper: bool = True
 
     log_level: str = "INFO"
 

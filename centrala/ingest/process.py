@@ -20,6 +20,7 @@ from centrala.core.queue import savepoint
 from centrala.core.settings import Settings
 from centrala.ingest.ledger import SENT_FOLDER_SOURCE, load_raw
 from centrala.ingest.models import InboundEmail, InboundStatus
+from centrala.ingest.parse_ahead import ParsedRow, envelope_sender
 from centrala.mail.classify import MailKind
 from centrala.mail.parse import ParsedEmail, parse_email, rewrite_cid_urls
 from centrala.mail.tokens import verify_message_id, verify_reply_address
@@ -95,15 +96,6 @@ def process_inbound_email(
     return _process_row(session=session, row=row, now=now, blobs=blobs, settings=settings)
 
 
-@dataclass(frozen=True)
-class ParsedRow:
-    """A raw row parsed ahead of its transaction: the message, or why it cannot become an interaction."""
-
-    sha256: str
-    parsed: ParsedEmail | None = None
-    rejection: str | None = None
-
-
 def reserve_pending_emails(*, session: Session, limit: int, now: datetime, hold: timedelta) -> list[int]:
     """Take up to ``limit`` of the oldest pending rows for one drain until ``now + hold``; their ids.
 
@@ -131,26 +123,15 @@ def reserve_pending_emails(*, session: Session, limit: int, now: datetime, hold:
     return sorted(session.scalars(statement))
 
 
-def parse_reserved_emails(*, session: Session, ids: Sequence[int], blobs: BlobStore) -> dict[int, ParsedRow]:
-    """Parse the rows ``ids`` outside any write transaction; a message the parser refuses carries its reason.
-
-    A row that another drain finished meanwhile is left out; so is one whose parsing failed in an unforeseen
-    way: its transaction parses it again, and quarantines it if it fails there too.
-    """
-    parsed: dict[int, ParsedRow] = {}
-    rows = session.scalars(
-        select(InboundEmail).where(InboundEmail.id.in_(ids), InboundEmail.status == InboundStatus.RECEIVED)
-    )
-    for row in rows:
-        try:
-            message = parse_email(load_raw(row=row, blobs=blobs), mail_from=envelope_sender(row))
-        except MessageRejected as rejection:
-            parsed[row.id] = ParsedRow(row.sha256, rejection=str(rejection))
-        except Exception:  # noqa: BLE001 - handled where it is quarantined: in the row's own transaction
-            log.info("inbound %s: parsing ahead failed, left to its transaction", row.id)
-        else:
-            parsed[row.id] = ParsedRow(row.sha256, parsed=message)
-    return parsed
+def release_reserved_emails(*, session: Session, ids: Sequence[int], now: datetime) -> None:
+    """End a drain's reservation of the rows ``ids`` that are still pending: any drain may take them now."""
+    if ids:
+        session.execute(
+            update(InboundEmail)
+            .where(InboundEmail.id.in_(ids), InboundEmail.status == InboundStatus.RECEIVED)
+            .values(queued_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def claim_pending_emails(*, session: Session, limit: int, ids: Sequence[int] | None = None) -> list[InboundEmail]:
@@ -193,7 +174,7 @@ def process_pending_emails(
     """Claim up to ``limit`` pending raw rows and process each in a savepoint of the caller's transaction.
 
     With ``ids`` (a drain's reservation) only those rows are claimed; the messages in ``parsed`` (from
-    ``parse_reserved_emails``) are not parsed again. Past ``until`` (``time.monotonic()``) no further row is
+    ``parse_ahead``) are not parsed again. Past ``until`` (``time.monotonic()``) no further row is
     begun, so that the transaction, and on SQLite the write lock, stays short; the outcomes say which rows were
     done. ``cache``: lookups remembered across the transactions of one drain (``batch_cache_scope``). One
     commit for the whole batch; a message that fails is quarantined without costing the others. A database
@@ -664,18 +645,6 @@ def _customer_wrote_since(*, session: Session, ticket: Ticket, since: datetime) 
         .limit(1)
     )
     return later is not None
-
-
-def envelope_sender(row: InboundEmail) -> str | None:
-    """The row's SMTP envelope sender, "" for the null sender, None when it is not known.
-
-    Our SMTP server saw the envelope. A message read over IMAP has only its Return-Path, which the poller
-    stores; without one its ``mail_from`` is "", which means unknown there, not null: taking it for the null
-    sender made every such message a bounce, never acknowledged. None lets the parser read Return-Path itself.
-    """
-    if row.source == "smtp" or row.mail_from:
-        return row.mail_from
-    return None
 
 
 def _thread(

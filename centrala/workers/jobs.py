@@ -24,6 +24,7 @@ from centrala.ingest.calls import (
 )
 from centrala.ingest.calls import process_call_event as process_call_event_service
 from centrala.ingest.ledger import DRAIN_EMAILS_JOB, DRAIN_EMAILS_KEY, purge_raw_mail, requeue_stale_emails
+from centrala.ingest.parse_ahead import ParseHelper, ParsingAhead, load_pending_emails
 from centrala.ingest.process import (
     PARENT_PENDING,
     PARENT_WAIT,
@@ -31,9 +32,9 @@ from centrala.ingest.process import (
     ProcessOutcome,
     lock_inbound_email,
     note_message_ids,
-    parse_reserved_emails,
     process_pending_emails,
     quarantine,
+    release_reserved_emails,
     reserve_pending_emails,
     stamp_processed,
 )
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 
 # The fewest reserved rows a drain's write transaction claims after its first.
 MIN_CLAIM = 8
+# The worker's helper process for parsing the batch a drain records next (settings.ingest_parse_helper).
+PARSE_HELPER = ParseHelper()
 
 
 def process_inbound_email(inbound_id: int) -> dict[str, object]:
@@ -102,45 +105,75 @@ def drain_inbound_emails() -> dict[str, int]:
     """Process pending raw inbound e-mails in batches, one transaction each, until none is left.
 
     Safe to run any number of times, on any number of workers at once (on PostgreSQL each batch takes its rows
-    FOR UPDATE SKIP LOCKED). A database error is raised with the batch rolled back; its rows stay pending for
-    the next drain, which the next commit of a new row or the sweeper queues. After ``ingest_drain_seconds``
-    the job queues a fresh drain and returns, so that the jobs waiting behind it (sends, SLA checks) run.
+    FOR UPDATE SKIP LOCKED). While one batch is recorded the next is reserved and parsed in the worker's helper
+    process (``parse_ahead``). A database error is raised with the batch rolled back; its rows stay pending for
+    the next drain, which the next commit of a new row or the sweeper queues, and the next batch's reservation
+    is given back. After ``ingest_drain_seconds`` the job queues a fresh drain and returns, so that the jobs
+    waiting behind it (sends, SLA checks) run.
     """
     release_coalesced(DRAIN_EMAILS_KEY)
     settings = get_settings()
     blobs = BlobStore(settings.blob_dir)
     deadline = time.monotonic() + settings.ingest_drain_seconds
     counts: collections.Counter[str] = collections.Counter()
-    hold = timedelta(seconds=settings.sweep_after_seconds)
     cache: dict[object, object] = {}
-    while True:
-        with session_scope() as session:
-            ids = reserve_pending_emails(
-                session=session, limit=settings.ingest_batch_size, now=clock.now(), hold=hold
-            )
-        if not ids:
-            break
-        # Parsed before the write transaction: the CPU-heavy part holds no lock (on SQLite: the only writer's).
-        read_session = get_read_sessionmaker()()
+    helper = PARSE_HELPER if settings.ingest_parse_helper else None
+    batch = _reserve_batch(settings=settings, blobs=blobs, helper=helper)
+    while batch is not None:
+        ids, parsing = batch
+        batch = None
+        full = len(ids) == settings.ingest_batch_size
+        if full and time.monotonic() < deadline:
+            batch = _reserve_batch(settings=settings, blobs=blobs, helper=helper)
         try:
-            parsed = parse_reserved_emails(session=read_session, ids=ids, blobs=blobs)
-        finally:
-            read_session.close()
-        with session_scope() as session:
-            note_message_ids(session=session, parsed=parsed)
-        outcomes = _record_reserved(ids, parsed, blobs=blobs, settings=settings, cache=cache)
+            parsed = parsing.result()
+            with session_scope() as session:
+                note_message_ids(session=session, parsed=parsed)
+            outcomes = _record_reserved(ids, parsed, blobs=blobs, settings=settings, cache=cache)
+        except BaseException:
+            if batch is not None:
+                _give_back(batch[0])
+            raise
         counts.update(outcome.status.value for outcome in outcomes)
         if any(outcome.reason == PARENT_PENDING for outcome in outcomes):
             # Replies waiting for their parent: a drain for when they may go (moved by the scheduler).
             enqueue_now([PendingJob(DRAIN_EMAILS_JOB, at=clock.now() + PARENT_WAIT)])
-        if len(ids) < settings.ingest_batch_size:
-            break
-        if time.monotonic() >= deadline:
+        if full and batch is None:
             enqueue_now([PendingJob(DRAIN_EMAILS_JOB)])
-            break
     if counts:
         log.info("drained inbound e-mail: %s", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     return dict(counts)
+
+
+def _reserve_batch(
+    *, settings: Settings, blobs: BlobStore, helper: ParseHelper | None
+) -> tuple[list[int], ParsingAhead] | None:
+    """Reserve the next batch of pending rows and start parsing it (in the helper, when there is one)."""
+    with session_scope() as session:
+        ids = reserve_pending_emails(
+            session=session, limit=settings.ingest_batch_size, now=clock.now(),
+            hold=timedelta(seconds=settings.sweep_after_seconds),
+        )
+    if not ids:
+        return None
+    # Read before the write transaction, and parsed outside it: the CPU-heavy part holds no lock (on SQLite:
+    # the only writer's).
+    read_session = get_read_sessionmaker()()
+    try:
+        emails = load_pending_emails(session=read_session, ids=ids, blobs=blobs)
+    finally:
+        read_session.close()
+    return ids, ParsingAhead(helper, emails)
+
+
+def _give_back(ids: list[int]) -> None:
+    """End the reservation of a batch the drain will not record (it failed before), so that it does not wait
+    out its hold."""
+    try:
+        with session_scope() as session:
+            release_reserved_emails(session=session, ids=ids, now=clock.now())
+    except Exception:  # noqa: BLE001 - the hold runs out and the sweeper hands the rows on
+        log.warning("could not give back %d reserved inbound e-mail(s); they wait out their hold", len(ids))
 
 
 def _record_reserved(

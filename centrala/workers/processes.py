@@ -18,6 +18,7 @@ from rq.timeouts import UnixSignalDeathPenalty
 from centrala.core.queue import WORKER_TTL_SECONDS, get_queue, get_redis
 from centrala.core.settings import Settings
 from centrala.workers.jobs import (
+    PARSE_HELPER,
     apply_retention,
     sweep_call_events,
     sweep_due_outbound,
@@ -83,6 +84,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     """
     stop = threading.Event()
     pause = REDIS_RETRY_FIRST_SECONDS
+    if settings.ingest_parse_helper:
+        PARSE_HELPER.start()
     while not stop.is_set():
         worked = False
         try:
