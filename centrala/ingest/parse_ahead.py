@@ -115,23 +115,21 @@ class ParsingAhead:
     """The parse of one reserved batch, under way in the helper (small messages) and still to do here (large)."""
 
     def __init__(self, helper: ParseHelper | None, emails: Sequence[RawEmail]) -> None:
-        small = [email for email in emails if len(email.raw) <= HELPER_MAX_BYTES] if helper else []
-        self._large = [email for email in emails if helper is None or len(email.raw) > HELPER_MAX_BYTES]
-        self._small = small
+        self._small = [email for email in emails if len(email.raw) <= HELPER_MAX_BYTES]
+        self._large = [email for email in emails if len(email.raw) > HELPER_MAX_BYTES]
         self._helper = helper
-        self._future = helper.submit(small) if helper and small else None
+        self._future = helper.submit(self._small) if helper is not None and self._small else None
 
     def result(self) -> dict[int, ParsedRow]:
         """Every message of the batch parsed (by the worker itself for any the helper did not deliver)."""
         parsed = parse_raw_emails(self._large)
-        if self._future is None:
+        if self._helper is None or self._future is None:
             parsed.update(parse_raw_emails(self._small))
             return parsed
         try:
             parsed.update(self._future.result())
         except Exception as error:  # noqa: BLE001 - the helper died: parse here instead
             log.warning("parse helper failed (%r); the worker parses the batch itself", error)
-            assert self._helper is not None
             self._helper.discard()
             parsed.update(parse_raw_emails(self._small))
         return parsed
