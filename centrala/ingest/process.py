@@ -25,7 +25,7 @@ from centrala.mail.classify import MailKind
 from centrala.mail.parse import ParsedEmail, parse_email, rewrite_cid_urls
 from centrala.mail.tokens import verify_message_id, verify_reply_address
 from centrala.tickets.attachments import attachment_url
-from centrala.tickets.contacts import match_or_create_contact_by_email
+from centrala.tickets.contacts import match_or_create_contact_by_email, senders_looked_up
 from centrala.tickets.models import (
     Agent,
     Attachment,
@@ -184,8 +184,9 @@ def process_pending_emails(
     rows = claim_pending_emails(session=session, limit=limit, ids=ids)
     parsed = parsed or {}
     session.info[_ABSENT_KEY] = _absent_external_ids(session=session, rows=rows, parsed=parsed)
+    senders = [found.parsed.from_address for row in rows if (found := parsed.get(row.id)) and found.parsed]
     try:
-        with batch_cache_scope(session, cache):
+        with batch_cache_scope(session, cache), senders_looked_up(session=session, addresses=senders):
             return _process_claimed(
                 session=session, rows=rows, now=now, blobs=blobs, settings=settings, parsed=parsed, until=until
             )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 import phonenumbers
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -154,10 +155,44 @@ def _unique(values: Iterable[str]) -> list[str]:
 # --- Matching inbound senders -------------------------------------------------------------------------------
 
 
+# session.info key: who owns each address a batch's senders write from, looked up once for the transaction.
+_KNOWN_SENDERS_KEY = "centrala.contacts_by_email"
+
+
+@contextmanager
+def senders_looked_up(*, session: Session, addresses: Iterable[str]) -> Iterator[None]:
+    """Within the block, ``match_or_create_contact_by_email`` answers for ``addresses`` without a query of its
+    own: one query finds who owns each of them, for a batch of inbound mail, instead of one query per message.
+
+    Only for a transaction that does not move addresses between contacts (merge, edit) meanwhile: a contact
+    created in the block is remembered; one whose creation was rolled back (a failed message's savepoint) is
+    looked up again. Invalid addresses are left out; the message that has one fails as it would without this.
+    """
+    wanted = set()
+    for address in addresses:
+        try:
+            wanted.add(normalise_email(address))
+        except InvalidInputError:
+            continue
+    known: dict[str, Contact | None] = dict.fromkeys(wanted)
+    if wanted:
+        owners = session.execute(
+            select(ContactEmail.address, Contact)
+            .join(Contact, ContactEmail.contact_id == Contact.id)
+            .where(ContactEmail.address.in_(wanted))
+        )
+        known.update((address, contact) for address, contact in owners)
+    session.info[_KNOWN_SENDERS_KEY] = known
+    try:
+        yield
+    finally:
+        session.info.pop(_KNOWN_SENDERS_KEY, None)
+
+
 def match_or_create_contact_by_email(*, session: Session, address: str, name: str, now: datetime) -> Contact:
     """The contact who owns ``address``, or a new one, attached to the organisation owning its e-mail domain."""
     address = normalise_email(address)
-    contact = _contact_by_email(session=session, address=address)
+    contact = _known_sender(session=session, address=address)
     if contact is not None:
         if name and not contact.name:
             contact.name = single_line(name)[:MAX_NAME_LENGTH]
@@ -174,19 +209,34 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
         emails=[ContactEmail(address=address)],
     )
     if not is_postgresql(session):
-        # SQLite has one writer: nobody can create the same contact meanwhile.
+        # SQLite has one writer: nobody can create the same contact meanwhile. Written by the next flush (a
+        # query's, or the new ticket's), not one of its own.
         session.add(contact)
-        session.flush()
-        return contact
-    try:
-        # PostgreSQL: another worker's transaction may be creating the same contact. In a savepoint, losing that
-        # race costs this one insert, not the caller's transaction (a drain's whole batch).
-        with session.begin_nested():
-            session.add(contact)
-    except IntegrityError:
-        contact = _contact_by_email(session=session, address=address)
-        if contact is None:
-            raise
+    else:
+        try:
+            # PostgreSQL: another worker's transaction may be creating the same contact. In a savepoint, losing
+            # that race costs this one insert, not the caller's transaction (a drain's whole batch).
+            with session.begin_nested():
+                session.add(contact)
+        except IntegrityError:
+            contact = _contact_by_email(session=session, address=address)
+            if contact is None:
+                raise
+    known = session.info.get(_KNOWN_SENDERS_KEY)
+    if known is not None:
+        known[address] = contact
+    return contact
+
+
+def _known_sender(*, session: Session, address: str) -> Contact | None:
+    """The owner of ``address``: from ``senders_looked_up`` when it has the answer, else from the database."""
+    known = session.info.get(_KNOWN_SENDERS_KEY)
+    if known is None or address not in known:
+        return _contact_by_email(session=session, address=address)
+    contact = known[address]
+    if contact is not None and inspect(contact).session is not session:
+        # Created in a savepoint that was rolled back since: ask the database.
+        return _contact_by_email(session=session, address=address)
     return contact
 
 

@@ -269,6 +269,8 @@ def queue_acknowledgement(
         message_id=message_id,
         raw=message.as_bytes(),
         now=now,
+        # Written with the message it answers (the drain flushes each message once): nothing here needs its id.
+        flush=False,
     )
 
 
@@ -567,7 +569,9 @@ def _add_to_outbox(
     message_id: str,
     raw: bytes,
     now: datetime,
+    flush: bool = True,
 ) -> OutboundEmail:
+    """Queue a composed message for sending after commit; with ``flush``, written at once (its id known)."""
     outbound = OutboundEmail(
         ticket=ticket,
         interaction=interaction,
@@ -587,10 +591,12 @@ def _add_to_outbox(
         updated_at=now,
     )
     session.add(outbound)
-    session.flush()
+    if flush:
+        session.flush()
     enqueue_coalesced_after_commit(session, SEND_DUE_JOB, key=SEND_DUE_KEY)
     log.info(
-        "queued outbound %s (%s) on ticket %s", outbound.id, kind.value, ticket.number if ticket else "-"
+        "queued outbound %s (%s) on ticket %s",
+        outbound.id or outbound.message_id, kind.value, ticket.number if ticket else "-",
     )
     return outbound
 

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.tickets.contacts import (
@@ -16,6 +16,7 @@ from centrala.tickets.contacts import (
     match_or_create_contact_by_email,
     normalise_email,
     normalise_phone,
+    senders_looked_up,
 )
 from centrala.tickets.models import Contact, ContactEmail
 from tests.factories import NOW, make_contact
@@ -178,3 +179,47 @@ def test_two_transactions_creating_the_same_sender_end_with_one_contact_and_both
     with sessions() as check:
         assert check.scalar(select(func.count()).select_from(ContactEmail)) == 1
         assert check.scalar(select(func.count()).select_from(Organization)) == 1
+
+
+def match(session, address: str, name: str = "") -> Contact:
+    return match_or_create_contact_by_email(session=session, address=address, name=name, now=NOW)
+
+
+def test_a_batch_looks_its_senders_up_once_and_finds_the_contacts_it_creates(session):
+    jana = make_contact(session, emails=["jana@example.org"])
+    session.flush()
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    batch = ["Jana@Example.org", "nova@example.cz", "not an address"]
+    with senders_looked_up(session=session, addresses=batch):
+        event.listen(session.get_bind(), "before_cursor_execute", count)
+        try:
+            assert match(session, " JANA@example.org") is jana
+            assert statements == []  # answered by the batch's one lookup
+            nova = match(session, "nova@example.cz", "Nová")
+            again = match(session, "Nova@Example.CZ")
+        finally:
+            event.remove(session.get_bind(), "before_cursor_execute", count)
+    assert again is nova
+    session.flush()
+    addresses = session.scalars(select(ContactEmail.address).order_by(ContactEmail.address)).all()
+    assert addresses == ["jana@example.org", "nova@example.cz"]
+    # Outside the block, the database answers as before.
+    assert match(session, "nova@example.cz") is nova
+
+
+def test_a_sender_whose_creation_was_rolled_back_is_created_again(session):
+    """A failed message's savepoint takes the contact it created with it: the next message from that address
+    must not be handed the discarded contact."""
+    with senders_looked_up(session=session, addresses=["nova@example.cz"]):
+        with pytest.raises(RuntimeError), session.begin_nested():
+            lost = match(session, "nova@example.cz")
+            session.flush()
+            raise RuntimeError("the message failed")
+        kept = match(session, "nova@example.cz", "Nová")
+    assert kept is not lost
+    session.flush()
+    assert session.scalars(select(Contact.name).join(ContactEmail)).all() == ["Nová"]

@@ -109,7 +109,7 @@ def reply(session, ticket, agent, settings, *, text="Zkuste to prosím znovu.", 
 
 
 def acknowledge(session, ticket, interaction, settings, *, now=NOW, automated=False, envelope_sender=None):
-    return queue_acknowledgement(
+    outbound = queue_acknowledgement(
         session=session,
         ticket=ticket,
         interaction=interaction,
@@ -118,6 +118,9 @@ def acknowledge(session, ticket, interaction, settings, *, now=NOW, automated=Fa
         settings=settings,
         envelope_sender=envelope_sender,
     )
+    # The acknowledgement is written with the message it answers, by the caller's flush (the drain's).
+    session.flush()
+    return outbound
 
 
 def deliver(session, outbound: OutboundEmail, settings, *, error: DeliveryError | None = None, now=NOW):
