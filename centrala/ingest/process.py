@@ -38,7 +38,7 @@ from centrala.tickets.models import (
     Ticket,
     TicketStatus,
 )
-from centrala.tickets.outbox import mark_bounced, queue_acknowledgement
+from centrala.tickets.outbox import acknowledgement_facts_looked_up, mark_bounced, queue_acknowledgement
 from centrala.tickets.sla_clocks import on_agent_response, on_customer_message, start_clocks_for_new_ticket
 from centrala.tickets.tickets import (
     ThreadMatch,
@@ -186,7 +186,11 @@ def process_pending_emails(
     session.info[_ABSENT_KEY] = _absent_external_ids(session=session, rows=rows, parsed=parsed)
     senders = [found.parsed.from_address for row in rows if (found := parsed.get(row.id)) and found.parsed]
     try:
-        with batch_cache_scope(session, cache), senders_looked_up(session=session, addresses=senders):
+        with (
+            batch_cache_scope(session, cache),
+            senders_looked_up(session=session, addresses=senders),
+            acknowledgement_facts_looked_up(session=session, recipients=senders, now=now, settings=settings),
+        ):
             return _process_claimed(
                 session=session, rows=rows, now=now, blobs=blobs, settings=settings, parsed=parsed, until=until
             )

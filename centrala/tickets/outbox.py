@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape as html_escape
 
-from sqlalchemy import false, func, or_, select, update
+from sqlalchemy import false, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from centrala.core.blobs import BlobStore
@@ -177,6 +178,79 @@ def queue_reply(
     )
 
 
+# session.info key: what the acknowledgement rules ask about the recipients of a batch of inbound mail.
+_ACK_FACTS_KEY = "centrala.acknowledgement_facts"
+
+
+@dataclass
+class _RecipientFacts:
+    """What ``_acknowledgement_refusal`` asks about one address, known since the block began."""
+
+    undeliverable: bool
+    earlier_acknowledgements: int  # within the window, committed or flushed before the block
+    queued: list[OutboundEmail] = field(default_factory=list)  # acknowledgements to it queued in the block
+
+
+@dataclass
+class _AcknowledgementFacts:
+    now: datetime
+    recipients: dict[str, _RecipientFacts]
+
+
+@contextmanager
+def acknowledgement_facts_looked_up(
+    *, session: Session, recipients: Iterable[str], now: datetime, settings: Settings
+) -> Iterator[None]:
+    """Within the block, acknowledging a new ticket for one of ``recipients`` at ``now`` asks the database
+    nothing: two queries learn, for a batch of inbound mail, which addresses are undeliverable and how many
+    acknowledgements each got within the window, instead of one query per message.
+
+    Acknowledgements queued in the block are counted while they last (a rolled-back savepoint takes its own
+    with it); an address that a bounce marks in the block is asked about again.
+    """
+    wanted = {address.strip().lower() for address in recipients if address}
+    facts: dict[str, _RecipientFacts] = {}
+    if wanted:
+        undeliverable = set(
+            session.scalars(
+                select(ContactEmail.address).where(
+                    ContactEmail.address.in_(wanted), ContactEmail.undeliverable_at.is_not(None)
+                )
+            )
+        )
+        counts = dict(
+            session.execute(
+                select(OutboundEmail.recipient, func.count())
+                .where(
+                    OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT,
+                    OutboundEmail.recipient.in_(wanted),
+                    OutboundEmail.created_at > now - timedelta(minutes=settings.ack_window_minutes),
+                )
+                .group_by(OutboundEmail.recipient)
+            ).all()
+        )
+        facts = {
+            address: _RecipientFacts(address in undeliverable, counts.get(address, 0)) for address in wanted
+        }
+    session.info[_ACK_FACTS_KEY] = _AcknowledgementFacts(now, facts)
+    try:
+        yield
+    finally:
+        session.info.pop(_ACK_FACTS_KEY, None)
+
+
+def _known_recipient_facts(*, session: Session, recipient: str, now: datetime) -> _RecipientFacts | None:
+    known = session.info.get(_ACK_FACTS_KEY)
+    if known is None or known.now != now:
+        return None
+    return known.recipients.get(recipient)
+
+
+def _still_queued(*, session: Session, outbound: OutboundEmail) -> bool:
+    state = inspect(outbound)
+    return state.session is session and not state.deleted
+
+
 def queue_acknowledgement(
     *,
     session: Session,
@@ -258,7 +332,7 @@ def queue_acknowledgement(
         occurred_at=now,
         now=now,
     )
-    return _add_to_outbox(
+    outbound = _add_to_outbox(
         session=session,
         kind=OutboundKind.ACKNOWLEDGEMENT,
         ticket=ticket,
@@ -272,6 +346,10 @@ def queue_acknowledgement(
         # Written with the message it answers (the drain flushes each message once): nothing here needs its id.
         flush=False,
     )
+    known = _known_recipient_facts(session=session, recipient=recipient, now=now)
+    if known is not None:
+        known.queued.append(outbound)
+    return outbound
 
 
 def queue_agent_notification(
@@ -501,6 +579,12 @@ def _acknowledgement_refusal(
         return "the sender is a machine address"
     if _is_our_mailbox(recipient, settings):
         return "the sender is one of our mailboxes"
+    known = _known_recipient_facts(session=session, recipient=recipient, now=now) if new_ticket else None
+    if known is not None:
+        recent = known.earlier_acknowledgements + sum(
+            _still_queued(session=session, outbound=outbound) for outbound in known.queued
+        )
+        return _refusal_for(undeliverable=known.undeliverable, acknowledged=False, recent=recent, settings=settings)
     # One round trip for the three facts about the recipient and the ticket. Flushed first only when an address
     # or an outbox row is pending, which could change the answer: what is usually pending here (the message's
     # own interaction, its ticket) goes out in the outbox's flush instead of one of its own.
@@ -524,7 +608,13 @@ def _acknowledgement_refusal(
             )
         ).one()
     undeliverable, acknowledged, recent = facts
-    if undeliverable is not None:
+    return _refusal_for(
+        undeliverable=undeliverable is not None, acknowledged=acknowledged, recent=recent, settings=settings
+    )
+
+
+def _refusal_for(*, undeliverable: bool, acknowledged: bool, recent: int, settings: Settings) -> str | None:
+    if undeliverable:
         return "the sender's address is undeliverable"
     if acknowledged:
         return "the ticket was acknowledged already"
@@ -802,6 +892,10 @@ def mark_bounced(
         address for address in dict.fromkeys(item.strip().lower() for item in recipients) if address in ours
     ]
     if bounced:
+        known = session.info.get(_ACK_FACTS_KEY)
+        if known is not None:
+            for address in bounced:
+                known.recipients.pop(address, None)  # asked about again, after this change
         for address in session.scalars(
             select(ContactEmail).where(
                 ContactEmail.address.in_(bounced), ContactEmail.undeliverable_at.is_(None)

@@ -19,10 +19,18 @@ from centrala.ingest import process
 from centrala.ingest.ledger import DRAIN_EMAILS_JOB, record_inbound_email
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.ingest.process import PARENT_WAIT, reserve_pending_emails
-from centrala.tickets.models import Contact, Direction, Interaction, OutboundEmail, Ticket
+from centrala.tickets.models import (
+    Contact,
+    Direction,
+    Interaction,
+    OutboundEmail,
+    OutboundKind,
+    OutboundState,
+    Ticket,
+)
 from centrala.tickets.outbox import SEND_DUE_JOB
 from centrala.workers import jobs
-from tests.support.mails import make_mail
+from tests.support.mails import make_dsn, make_mail
 
 SENDERS = 7
 
@@ -54,7 +62,7 @@ def job_settings(monkeypatch, tmp_path):
     return use
 
 
-def store(db, raws: list[bytes], blobs) -> list[int]:
+def store(db, raws: list[bytes], blobs, *, mail_from: str = "customer@example.cz") -> list[int]:
     """Commit ``raws`` to the ledger as the SMTP server does, in one transaction; their ids."""
     with db() as session:
         ids = [
@@ -62,7 +70,7 @@ def store(db, raws: list[bytes], blobs) -> list[int]:
                 session=session,
                 raw=raw,
                 mailbox="support@localhost",
-                mail_from="customer@example.cz",
+                mail_from=mail_from,
                 rcpt_tos=["support@localhost"],
                 now=clock.now(),
                 blobs=blobs,
@@ -309,3 +317,73 @@ def test_one_message_delivered_twice_in_one_batch_becomes_one_interaction(db, jo
     with db() as session:
         reasons = list(session.scalars(select(InboundEmail.reason).order_by(InboundEmail.id)))
     assert reasons == [None, None, "duplicate"]
+
+
+def acknowledged(db) -> list[str]:
+    """The subjects of the tickets acknowledged so far, in order."""
+    with db() as session:
+        return list(
+            session.scalars(
+                select(Ticket.subject)
+                .join(OutboundEmail, OutboundEmail.ticket_id == Ticket.id)
+                .where(OutboundEmail.kind == OutboundKind.ACKNOWLEDGEMENT)
+                .order_by(OutboundEmail.id)
+            )
+        )
+
+
+def questions(*subjects: str) -> list[bytes]:
+    return [make_mail(subject=subject, message_id=f"<{subject.replace(' ', '-')}@example.cz>") for subject in subjects]
+
+
+def test_one_batch_keeps_to_the_acknowledgement_limit_of_a_sender(db, job_settings, blobs):
+    """A sender who opens many tickets at once (or an auto-responder that does not say so) gets at most
+    ``ack_max_per_recipient`` acknowledgements in the window, counting those before the batch and in it."""
+    job_settings(ingest_batch_size=10, ack_max_per_recipient=3)
+    store(db, questions("Dotaz 1"), blobs)
+    jobs.drain_inbound_emails()
+    store(db, questions("Dotaz 2", "Dotaz 3", "Dotaz 4", "Dotaz 5"), blobs)
+
+    assert jobs.drain_inbound_emails() == {"processed": 4}
+
+    assert acknowledged(db) == ["Dotaz 1", "Dotaz 2", "Dotaz 3"]
+
+
+def test_a_bounce_in_a_batch_keeps_later_mail_from_that_address_unacknowledged(db, job_settings, blobs):
+    job_settings(ingest_batch_size=10)
+    store(db, questions("Dotaz 1"), blobs)
+    jobs.drain_inbound_emails()
+    with db() as session:
+        first_ack = session.scalars(select(OutboundEmail)).one()
+        first_ack.state = OutboundState.SENT
+        message_id = first_ack.message_id
+        session.commit()
+    # One batch: our acknowledgement bounces, then the same address opens another ticket.
+    store(db, [make_dsn(original_message_id=f"<{message_id}>")], blobs, mail_from="")
+    store(db, questions("Dotaz 2"), blobs)
+
+    assert jobs.drain_inbound_emails() == {"processed": 2}
+
+    assert acknowledged(db) == ["Dotaz 1"]
+    assert ledger(db)["tickets"] == 2
+
+
+def test_an_acknowledgement_rolled_back_with_its_batch_does_not_count_against_the_sender(
+    db, job_settings, blobs, monkeypatch
+):
+    """A batch that fails as a whole is done again one message at a time: what the failed attempt queued is
+    gone, and must not use up the sender's acknowledgements."""
+    job_settings(ingest_batch_size=10, ack_max_per_recipient=1)
+    real_open_ticket = process.open_ticket
+
+    def open_ticket(**kwargs):
+        if kwargs["subject"] == "Dotaz 2":
+            raise RuntimeError("a bug met by this message only")
+        return real_open_ticket(**kwargs)
+
+    monkeypatch.setattr(process, "open_ticket", open_ticket)
+    store(db, questions("Dotaz 1", "Dotaz 2", "Dotaz 3"), blobs)
+
+    assert jobs.drain_inbound_emails() == {"processed": 2, "quarantined": 1}
+
+    assert acknowledged(db) == ["Dotaz 1"]
