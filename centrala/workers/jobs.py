@@ -106,7 +106,8 @@ def drain_inbound_emails() -> dict[str, int]:
 
     Safe to run any number of times, on any number of workers at once (on PostgreSQL each batch takes its rows
     FOR UPDATE SKIP LOCKED). While one batch is recorded the next is reserved and parsed in the worker's helper
-    process (``parse_ahead``). A database error is raised with the batch rolled back; its rows stay pending for
+    process (``parse_ahead``). A reply whose parent is still pending is tried again after the next batch (else by
+    a drain ``PARENT_WAIT`` later). A database error is raised with the batch rolled back; its rows stay pending for
     the next drain, which the next commit of a new row or the sweeper queues, and the next batch's reservation
     is given back. After ``ingest_drain_seconds`` the job queues a fresh drain and returns, so that the jobs
     waiting behind it (sends, SLA checks) run.
@@ -119,6 +120,9 @@ def drain_inbound_emails() -> dict[str, int]:
     cache: dict[object, object] = {}
     helper = PARSE_HELPER if settings.ingest_parse_helper else None
     batch = _reserve_batch(settings=settings, blobs=blobs, helper=helper)
+    # Replies whose parent was still pending, tried again right after the next batch: when a batch's rows arrive
+    # in a different order than their ids (concurrent SMTP commits), the parent is often in that batch.
+    waiting: dict[int, ParsedRow | None] = {}
     while batch is not None:
         ids, parsing = batch
         batch = None
@@ -130,13 +134,21 @@ def drain_inbound_emails() -> dict[str, int]:
             with session_scope() as session:
                 note_message_ids(session=session, parsed=parsed)
             outcomes = _record_reserved(ids, parsed, blobs=blobs, settings=settings, cache=cache)
+            if waiting:
+                outcomes += _record_reserved(
+                    list(waiting), {i: row for i, row in waiting.items() if row is not None},
+                    blobs=blobs, settings=settings, cache=cache,
+                )
         except BaseException:
             if batch is not None:
                 _give_back(batch[0])
             raise
-        counts.update(outcome.status.value for outcome in outcomes)
-        if any(outcome.reason == PARENT_PENDING for outcome in outcomes):
-            # Replies waiting for their parent: a drain for when they may go (moved by the scheduler).
+        known = {**waiting, **parsed}
+        waiting = {o.inbound_id: known.get(o.inbound_id) for o in outcomes if o.reason == PARENT_PENDING}
+        counts.update(outcome.status.value for outcome in outcomes if outcome.inbound_id not in waiting)
+        if waiting and batch is None:
+            # No next batch here: a drain for when they may go (moved by the scheduler).
+            counts["received"] += len(waiting)
             enqueue_now([PendingJob(DRAIN_EMAILS_JOB, at=clock.now() + PARENT_WAIT)])
         if full and batch is None:
             enqueue_now([PendingJob(DRAIN_EMAILS_JOB)])

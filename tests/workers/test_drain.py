@@ -16,7 +16,7 @@ from centrala.core.db import get_sessionmaker, is_postgresql
 from centrala.core.queue import enqueue_after_commit, get_queue, savepoint
 from centrala.core.settings import get_settings
 from centrala.ingest import process
-from centrala.ingest.ledger import DRAIN_EMAILS_JOB, record_inbound_email
+from centrala.ingest.ledger import DRAIN_EMAILS_JOB, ArrivedEmail, record_inbound_email, record_inbound_emails
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.ingest.process import PARENT_WAIT, reserve_pending_emails
 from centrala.tickets.models import (
@@ -387,3 +387,46 @@ def test_an_acknowledgement_rolled_back_with_its_batch_does_not_count_against_th
     assert jobs.drain_inbound_emails() == {"processed": 2, "quarantined": 1}
 
     assert acknowledged(db) == ["Dotaz 1"]
+
+
+def test_a_reply_whose_parent_is_in_the_next_batch_waits_for_that_batch_not_for_a_later_drain(
+    db, job_settings, blobs
+):
+    """Two SMTP commits that overlap can give a message that arrived later a smaller id. The drain takes rows in
+    order of arrival, so the parent (smaller id, arrived later) is in the batch after its reply's: the reply is
+    tried again right after that batch, within the same drain, and lands on the parent's ticket."""
+    job_settings(ingest_batch_size=2)
+    start = clock.now()
+    parent = make_mail(subject="Dotaz", message_id="<parent@example.cz>")
+    reply = make_mail(subject="Re: Dotaz", message_id="<reply@example.cz>", in_reply_to="<parent@example.cz>")
+    other = make_mail(sender="Petr <petr@example.cz>", subject="Jiný dotaz", message_id="<other@example.cz>")
+    last = make_mail(sender="Eva <eva@example.cz>", subject="Třetí dotaz", message_id="<last@example.cz>")
+    # ids: other, parent, reply, last; by arrival: reply, other, parent, last.
+    arrived = [(other, 2), (parent, 3), (reply, 1), (last, 4)]
+    with db() as session:
+        record_inbound_emails(
+            session=session,
+            emails=[
+                ArrivedEmail(
+                    raw, "support@localhost", "jana@example.cz", ["support@localhost"],
+                    received_at=start + timedelta(milliseconds=ms),
+                )
+                for raw, ms in arrived
+            ],
+            now=start,
+            blobs=blobs,
+        )
+        session.commit()
+
+    assert jobs.drain_inbound_emails() == {"processed": 4}
+
+    with db() as session:
+        tickets = dict(
+            session.execute(
+                select(Interaction.external_id, Interaction.ticket_id).where(
+                    Interaction.direction == Direction.INBOUND
+                )
+            ).all()
+        )
+    assert tickets["reply@example.cz"] == tickets["parent@example.cz"]
+    assert len(set(tickets.values())) == 3
