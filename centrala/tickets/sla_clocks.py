@@ -582,8 +582,9 @@ def _clocks(*, session: Session, ticket: Ticket) -> list[SlaClock]:
     statement = select(SlaClock).where(SlaClock.ticket_id == ticket.id).order_by(SlaClock.id)
     if ticket.id is None or any(isinstance(pending, SlaClock) for pending in (*session.new, *session.deleted)):
         return list(session.scalars(statement))
-    # Only a clock added or deleted since the last flush could be missing from the answer, or wrongly in it; what else is pending (a reply's
-    # interaction, the ticket's new status) goes out with the caller's next flush instead of one of its own.
+    # Only a clock added or deleted since the last flush could be missing from the answer, or wrongly in it;
+    # what else is pending (a reply's interaction, the ticket's new status) goes out with the caller's next
+    # flush instead of one of its own.
     with session.no_autoflush:
         return list(session.scalars(statement))
 
