@@ -273,18 +273,23 @@ def test_the_sweeper_queues_a_drain_for_rows_left_pending(db, job_settings, blob
     assert [job.func_name for job in get_queue().jobs] == [DRAIN_EMAILS_JOB]
 
 
-def test_a_message_our_code_fails_on_is_quarantined_and_its_batch_keeps_the_others_and_their_jobs(
-    db, job_settings, blobs, monkeypatch
-):
-    job_settings(ingest_batch_size=10)
+def fail_on_subject(monkeypatch, subject: str) -> None:
+    """A bug in our code that only the message with ``subject`` meets, when it would open its ticket."""
     real_open_ticket = process.open_ticket
 
     def open_ticket(**kwargs):
-        if kwargs["subject"] == "Dotaz 1":
+        if kwargs["subject"] == subject:
             raise RuntimeError("a bug met by this message only")
         return real_open_ticket(**kwargs)
 
     monkeypatch.setattr(process, "open_ticket", open_ticket)
+
+
+def test_a_message_our_code_fails_on_is_quarantined_and_its_batch_keeps_the_others_and_their_jobs(
+    db, job_settings, blobs, monkeypatch
+):
+    job_settings(ingest_batch_size=10)
+    fail_on_subject(monkeypatch, "Dotaz 1")
     first, failing, last = store(db, conversation(3), blobs)
     get_queue().empty()
 
@@ -374,14 +379,7 @@ def test_an_acknowledgement_rolled_back_with_its_batch_does_not_count_against_th
     """A batch that fails as a whole is done again one message at a time: what the failed attempt queued is
     gone, and must not use up the sender's acknowledgements."""
     job_settings(ingest_batch_size=10, ack_max_per_recipient=1)
-    real_open_ticket = process.open_ticket
-
-    def open_ticket(**kwargs):
-        if kwargs["subject"] == "Dotaz 2":
-            raise RuntimeError("a bug met by this message only")
-        return real_open_ticket(**kwargs)
-
-    monkeypatch.setattr(process, "open_ticket", open_ticket)
+    fail_on_subject(monkeypatch, "Dotaz 2")
     store(db, questions("Dotaz 1", "Dotaz 2", "Dotaz 3"), blobs)
 
     assert jobs.drain_inbound_emails() == {"processed": 2, "quarantined": 1}
