@@ -244,16 +244,19 @@ def _process_claimed(
     if len(rows) > 1:
         # Nearly every batch goes through whole: try it in one savepoint, which spares two statements (and on
         # PostgreSQL two round trips) per message; if any message fails, go again one savepoint each.
+        # Its messages are written together when the savepoint ends (or by a query's autoflush before): one
+        # flush per message would cost the unit of work's fixed price for each.
         try:
             with savepoint(session):
-                return _each_in_time(
+                outcomes = _each_in_time(
                     rows,
                     lambda row: _process_row(
                         session=session, row=row, now=now, blobs=blobs, settings=settings,
-                        parsed=parsed.get(row.id),
+                        parsed=parsed.get(row.id), flush=False,
                     ),
                     until,
                 )
+            return [_identified(row=row, outcome=outcome) for row, outcome in zip(rows, outcomes, strict=False)]
         except Exception as error:  # noqa: BLE001 - every message is tried again below, on its own
             hide_sql_parameters(error)
             log.info("batch of %d failed as a whole (%s); one message at a time", len(rows), type(error).__name__)
@@ -389,7 +392,10 @@ def _process_row(
     blobs: BlobStore,
     settings: Settings,
     parsed: ParsedRow | None = None,
+    flush: bool = True,
 ) -> ProcessOutcome:
+    """Process one locked row; without ``flush`` what it recorded is written by the caller's next flush, and
+    the outcome's ids are known from then on (``_identified``)."""
     if parsed is None or parsed.sha256 != row.sha256:
         try:
             parsed = ParsedRow(
@@ -409,7 +415,14 @@ def _process_row(
     # Counted last, with the outcome, and written in one flush with what the message recorded: changed earlier,
     # the row would be written once more by the first query's autoflush.
     row.attempts += 1
+    if not flush:
+        return outcome
     session.flush()
+    return _identified(row=row, outcome=outcome)
+
+
+def _identified(*, row: InboundEmail, outcome: ProcessOutcome) -> ProcessOutcome:
+    """The outcome with the ids of the interaction the row became (once written), logged."""
     if outcome.status is InboundStatus.PROCESSED and outcome.interaction_id is None and row.interaction is not None:
         interaction = row.interaction
         log.info(

@@ -3,13 +3,12 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from centrala.core.settings import get_settings
 from sqlalchemy import func, select
 
+from centrala.core.settings import get_settings
 from centrala.ingest.ledger import record_inbound_email, requeue_stale_emails
 from centrala.ingest.models import InboundEmail, InboundStatus
-from centrala.ingest.process import process_inbound_email
+from centrala.ingest.process import process_inbound_email, process_pending_emails
 from centrala.tickets.models import (
     Contact,
     ContactEmail,
@@ -92,6 +91,45 @@ def test_reply_with_in_reply_to_lands_on_the_same_ticket_and_reopens_it(session,
     assert reply.ticket_id == first.ticket_id
     assert ticket.status == TicketStatus.OPEN
     assert [i.thread_reason for i in inbound(ticket)] == ["new-ticket", "reference"]
+
+
+def test_a_batch_written_together_threads_within_itself_and_names_each_outcomes_records(session, blobs):
+    # One transaction's messages are written together rather than one by one: a reply to a message of the
+    # same batch must still find it, and each outcome must still name what its message became.
+    mails = [
+        make_mail(),
+        make_mail(sender="Petr <petr@example.cz>", subject="Faktura", message_id="<p1@example.cz>"),
+        make_mail(
+            subject="Re: Nefunguje mi přihlášení", message_id="<m2@example.cz>", in_reply_to="<m1@example.cz>",
+            references="<m1@example.cz>",
+        ),
+        make_mail(sender="Petr <petr@example.cz>", subject="Jiná věc", message_id="<p2@example.cz>"),
+    ]
+    ids = [
+        record_inbound_email(
+            session=session, raw=raw, mailbox="support@localhost", mail_from="x@example.org",
+            rcpt_tos=["support@localhost"], now=NOW, blobs=blobs,
+        ).id
+        for raw in mails
+    ]
+    session.flush()
+
+    outcomes = process_pending_emails(
+        session=session, now=NOW, blobs=blobs, settings=get_settings(), limit=10, ids=ids
+    )
+
+    assert [outcome.inbound_id for outcome in outcomes] == ids
+    assert {outcome.status for outcome in outcomes} == {InboundStatus.PROCESSED}
+    for outcome in outcomes:
+        interaction = session.get(Interaction, outcome.interaction_id)
+        assert interaction.ticket_id == outcome.ticket_id
+        assert session.get(InboundEmail, outcome.inbound_id).interaction_id == interaction.id
+    jana, petr, reply, petr_again = outcomes
+    assert reply.ticket_id == jana.ticket_id
+    assert session.get(Interaction, reply.interaction_id).thread_reason == "reference"
+    assert len({jana.ticket_id, petr.ticket_id, petr_again.ticket_id}) == 3
+    assert session.get(Ticket, petr.ticket_id).contact_id == session.get(Ticket, petr_again.ticket_id).contact_id
+    assert count(session, Contact) == 2
 
 
 def test_new_subject_without_reference_opens_second_ticket_for_same_contact(session, ingest):
