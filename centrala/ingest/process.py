@@ -524,7 +524,7 @@ def record_customer_email(
     if ticket is None:
         ticket = open_ticket(
             session=session, contact=contact, subject=parsed.subject, channel=Channel.EMAIL, now=now,
-            mailbox=row.mailbox, follows_up=follows_up,
+            mailbox=row.mailbox, follows_up=follows_up, flush=False,
         )
     elif automated:
         ticket.updated_at = max(ticket.updated_at, now)
@@ -599,7 +599,7 @@ def record_rep_email(
     if ticket is None:
         mailbox = row.mailbox if from_sent_folder else settings.mailboxes[0]
         ticket = open_ticket(session=session, contact=contact, subject=parsed.subject, channel=Channel.EMAIL,
-                             now=now, mailbox=mailbox)
+                             now=now, mailbox=mailbox, flush=False)
     ticket.updated_at = max(ticket.updated_at, now)
     sent_at = _rep_sent_at(parsed=parsed, row=row)
     interaction = _add_email_interaction(

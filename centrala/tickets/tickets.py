@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from centrala.core.db import is_postgresql
 from centrala.core.text import single_line, without_nul
 from centrala.tickets.models import (
     Channel,
@@ -18,6 +19,7 @@ from centrala.tickets.models import (
     Direction,
     Interaction,
     Ticket,
+    TicketPriority,
     TicketStatus,
     parse_ticket_number,
 )
@@ -158,12 +160,23 @@ def open_ticket(
     now: datetime,
     mailbox: str | None = None,
     follows_up: Ticket | None = None,
+    flush: bool = True,
 ) -> Ticket:
-    """Open a new ticket for ``contact``, linked to the closed ticket it follows up when there is one."""
+    """Open a new ticket for ``contact``, linked to the closed ticket it follows up when there is one.
+
+    The ticket has its id, and so its number, at once (``next_ticket_id``). Without ``flush`` it is written by
+    the caller's next flush, with the rest of what the caller records: the inbound drain writes a batch of
+    messages at once instead of stopping at each new ticket.
+    """
     ticket = Ticket(
+        id=next_ticket_id(session),
         follows_up_ticket_id=follows_up.id if follows_up else None,
         subject=clean_subject(subject) or "(no subject)",
         status=TicketStatus.NEW,
+        # The column defaults, set now: they are otherwise filled in only when the ticket is written, and what
+        # runs before that (the SLA policy's choice) reads them.
+        priority=TicketPriority.NORMAL,
+        custom_fields={},
         channel=channel,
         mailbox=mailbox,
         contact=contact,
@@ -171,8 +184,36 @@ def open_ticket(
         updated_at=now,
     )
     session.add(ticket)
-    session.flush()
+    if flush:
+        session.flush()
     return ticket
+
+
+# session.info key: the transaction that handed out ticket ids on SQLite, and the next id it would hand out.
+_NEXT_TICKET_ID_KEY = "centrala.next_ticket_id"
+
+
+def next_ticket_id(session: Session) -> int:
+    """The id of a ticket about to be opened in the session's transaction, known before the ticket is written.
+
+    PostgreSQL: the next value of the ticket table's sequence, which concurrent transactions never share.
+    SQLite: the id SQLite itself would give, one past the largest, counting the tickets this transaction was
+    given ids for and has not written yet. A write transaction holds SQLite's only write lock from its first
+    statement (``BEGIN IMMEDIATE``), so no other connection adds a ticket meanwhile.
+    """
+    if is_postgresql(session):
+        return session.scalar(text("SELECT nextval(pg_get_serial_sequence('ticket', 'id'))"))
+    if any(isinstance(pending, Ticket) and pending.id is None for pending in session.new):
+        # Made without an id (not by open_ticket): SQLite numbers it when it is written, so write it first.
+        session.flush()
+    with session.no_autoflush:
+        next_id = (session.scalar(select(func.max(Ticket.id))) or 0) + 1
+    transaction = session.get_transaction()
+    handed_out = session.info.get(_NEXT_TICKET_ID_KEY)
+    if handed_out is not None and handed_out[0] is transaction:
+        next_id = max(next_id, handed_out[1])
+    session.info[_NEXT_TICKET_ID_KEY] = (transaction, next_id + 1)
+    return next_id
 
 
 def note_customer_activity(*, ticket: Ticket, now: datetime) -> None:

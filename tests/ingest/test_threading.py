@@ -305,6 +305,9 @@ def test_rep_mail_older_than_the_customers_last_message_is_logged_but_answers_no
         SlaMetric.FIRST_RESPONSE: ClockState.RUNNING,
         SlaMetric.RESOLUTION: ClockState.RUNNING,
     }
+    # On the timeline by when it was sent, before the customer's message (as read back: the ticket's list in
+    # this session holds its entries in the order they were added).
+    session.expire(ticket, ["interactions"])
     assert [i.external_id for i in ticket.interactions][:2] == ["rep-1@centrala.test", "m1@example.cz"]
 
 
