@@ -189,31 +189,24 @@ def open_ticket(
     return ticket
 
 
-# session.info key: the transaction that handed out ticket ids on SQLite, and the next id it would hand out.
-_NEXT_TICKET_ID_KEY = "centrala.next_ticket_id"
-
-
 def next_ticket_id(session: Session) -> int:
     """The id of a ticket about to be opened in the session's transaction, known before the ticket is written.
 
     PostgreSQL: the next value of the ticket table's sequence, which concurrent transactions never share.
-    SQLite: the id SQLite itself would give, one past the largest, counting the tickets this transaction was
-    given ids for and has not written yet. A write transaction holds SQLite's only write lock from its first
-    statement (``BEGIN IMMEDIATE``), so no other connection adds a ticket meanwhile.
+    SQLite: the id SQLite itself would give, one past the largest, counting the tickets given ids here and not
+    written yet. A write transaction holds SQLite's only write lock from its first statement (``BEGIN
+    IMMEDIATE``), so no other connection adds a ticket meanwhile.
     """
     if is_postgresql(session):
         return session.scalar(text("SELECT nextval(pg_get_serial_sequence('ticket', 'id'))"))
-    if any(isinstance(pending, Ticket) and pending.id is None for pending in session.new):
+    pending = [ticket for ticket in session.new if isinstance(ticket, Ticket)]
+    if any(ticket.id is None for ticket in pending):
         # Made without an id (not by open_ticket): SQLite numbers it when it is written, so write it first.
         session.flush()
+        pending = []
     with session.no_autoflush:
-        next_id = (session.scalar(select(func.max(Ticket.id))) or 0) + 1
-    transaction = session.get_transaction()
-    handed_out = session.info.get(_NEXT_TICKET_ID_KEY)
-    if handed_out is not None and handed_out[0] is transaction:
-        next_id = max(next_id, handed_out[1])
-    session.info[_NEXT_TICKET_ID_KEY] = (transaction, next_id + 1)
-    return next_id
+        largest = session.scalar(select(func.max(Ticket.id))) or 0
+    return max([largest, *(ticket.id for ticket in pending)]) + 1
 
 
 def note_customer_activity(*, ticket: Ticket, now: datetime) -> None:
