@@ -154,6 +154,10 @@ def enqueue_now(jobs: list[PendingJob], connection: redis.Redis | None = None) -
             if not jobs:
                 return 0
         with queue.connection.pipeline() as pipe:
+            # One MULTI for the lot, opened before any command: rq's enqueue opens it itself when the pipeline has
+            # none, and refuses to when a scheduled job's commands are already in it, which lost every job of a
+            # commit that queued a check for later and then a job for now.
+            pipe.multi()
             for job in jobs:
                 if job.at is not None:
                     queue.enqueue_at(
