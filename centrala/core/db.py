@@ -232,6 +232,44 @@ def is_postgresql(session_or_engine: Session | Engine) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+def next_id(session: Session, model: type[Base]) -> int:
+    """The id of a ``model`` row about to be added in the session's transaction, known before it is written."""
+    return next_ids(session, model, 1)[0]
+
+
+def next_ids(session: Session, model: type[Base], count: int) -> list[int]:
+    """Ids for ``count`` rows of ``model`` about to be added in the session's transaction, known before they
+    are written: their jobs and the mail quoting them are queued in the same transaction, without a flush.
+
+    Only for a model whose primary key is an autoincrementing ``id``. PostgreSQL: the next values of the
+    table's sequence, which concurrent transactions never share. SQLite: the ids SQLite itself would give, past
+    the largest, counting the rows of the model given ids here and not written yet. A write transaction holds
+    SQLite's only write lock from its first statement (``BEGIN IMMEDIATE``), so no other connection adds a row
+    meanwhile.
+    """
+    if count <= 0:
+        return []
+    table = model.__tablename__
+    # On the session's connection, not through the session: nothing pending needs writing for this (a
+    # session query would flush it first).
+    connection = session.connection()
+    if is_postgresql(session):
+        return list(
+            connection.execute(
+                text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :count)"),
+                {"count": count},
+            ).scalars()
+        )
+    pending = [row for row in session.new if isinstance(row, model)]
+    if any(row.id is None for row in pending):
+        # Made without an id: SQLite numbers it when it is written, and could give it one of ours. Write it first.
+        session.flush()
+        pending = []
+    largest = connection.exec_driver_sql(f"SELECT max(id) FROM {table}").scalar() or 0
+    first = max([largest, *(row.id for row in pending)]) + 1
+    return list(range(first, first + count))
+
+
 def hide_sql_parameters(error: BaseException | None) -> None:
     """Keep SQLAlchemy from printing bound parameters (message bytes, addresses) when ``error`` is logged."""
     seen: set[int] = set()

@@ -199,11 +199,17 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
             contact.updated_at = now
         return contact
     domain = address.rsplit("@", 1)[1]
+    owner = select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain)
+    if any(isinstance(row, OrganizationDomain) for row in (*session.new, *session.dirty)):
+        organization_id = session.scalar(owner)
+    else:
+        # Only a pending domain can change the answer; the rest the caller has pending is written by its own
+        # next flush (the inbound drain's, for a whole batch) rather than one of this lookup's.
+        with session.no_autoflush:
+            organization_id = session.scalar(owner)
     contact = Contact(
         name=single_line(name)[:MAX_NAME_LENGTH],
-        organization_id=session.scalar(
-            select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain)
-        ),
+        organization_id=organization_id,
         created_at=now,
         updated_at=now,
         emails=[ContactEmail(address=address)],

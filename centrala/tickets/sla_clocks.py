@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from centrala.core.db import batch_cache
+from centrala.core.db import batch_cache, next_id, next_ids
 from centrala.core.queue import enqueue_at_after_commit
 from centrala.core.settings import Settings
 from centrala.tickets.models import (
@@ -76,13 +77,17 @@ def choose_policy(*, session: Session, ticket: Ticket) -> SlaPolicy | None:
     segment = ticket.contact.segment if ticket.contact is not None else None
     cache = batch_cache(session)
     key = ("choose_policy", ticket.queue_id, ticket.priority, organization_id, ticket.channel, segment)
-    if cache is not None and key in cache:
-        # The cache may outlive this session: it keeps the id, and the session loads the row (from its identity
-        # map after the first time).
-        return None if cache[key] is None else session.get(SlaPolicy, cache[key])
-    policy = _choose_policy(
-        session=session, ticket=ticket, organization_id=organization_id, segment=segment
-    )
+    # Only a pending policy can change the choice; what else the caller has pending (the new ticket, its
+    # contact) is written by the caller's next flush rather than one of this lookup's own.
+    autoflush = any(isinstance(row, SlaPolicy) for row in (*session.new, *session.dirty))
+    with nullcontext() if autoflush else session.no_autoflush:
+        if cache is not None and key in cache:
+            # The cache may outlive this session: it keeps the id, and the session loads the row (from its
+            # identity map after the first time).
+            return None if cache[key] is None else session.get(SlaPolicy, cache[key])
+        policy = _choose_policy(
+            session=session, ticket=ticket, organization_id=organization_id, segment=segment
+        )
     if cache is not None:
         cache[key] = None if policy is None else policy.id
     return policy
@@ -228,7 +233,8 @@ def _schedule(*, session: Session, clock: SlaClock, calendar: BusinessCalendar) 
     ]
     clock.next_check_at = min(pending) if pending else None
     if pending:
-        session.flush()
+        if clock.id is None:  # the jobs name the clock by its id
+            session.flush()
         for kind, at, done in (
             ("warn", clock.warn_at, clock.warned_at),
             ("due", clock.due_at, clock.breached_at),
@@ -248,10 +254,24 @@ def start_clocks_for_new_ticket(*, session: Session, ticket: Ticket, now: dateti
     if policy is None:
         return []
     calendar = policy_calendar(policy)
+    metrics = [
+        metric
+        for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION)
+        if target_minutes(policy=policy, priority=ticket.priority, metric=metric) is not None
+    ]
+    if ticket.id is None:
+        session.flush()
     clocks = []
-    for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION):
+    for metric, clock_id in zip(metrics, next_ids(session, SlaClock, len(metrics)), strict=True):
         clock = _start_clock(
-            session=session, ticket=ticket, policy=policy, metric=metric, cycle=0, now=now, calendar=calendar
+            session=session,
+            ticket=ticket,
+            policy=policy,
+            metric=metric,
+            cycle=0,
+            now=now,
+            calendar=calendar,
+            clock_id=clock_id,
         )
         if clock is not None:
             clocks.append(clock)
@@ -580,11 +600,14 @@ def escalate(*, session: Session, clock: SlaClock, kind: str, now: datetime, set
 
 def _clocks(*, session: Session, ticket: Ticket) -> list[SlaClock]:
     statement = select(SlaClock).where(SlaClock.ticket_id == ticket.id).order_by(SlaClock.id)
-    if ticket.id is None or any(isinstance(pending, SlaClock) for pending in (*session.new, *session.deleted)):
+    if ticket.id is None or any(
+        isinstance(pending, SlaClock) and pending.ticket_id == ticket.id
+        for pending in (*session.new, *session.deleted)
+    ):
         return list(session.scalars(statement))
-    # Only a clock added or deleted since the last flush could be missing from the answer, or wrongly in it;
-    # what else is pending (a reply's interaction, the ticket's new status) goes out with the caller's next
-    # flush instead of one of its own.
+    # Only a clock of this ticket added or deleted since the last flush could be missing from the answer, or
+    # wrongly in it; what else is pending (a reply's interaction, the ticket's new status, other tickets'
+    # clocks) goes out with the caller's next flush instead of one of its own.
     with session.no_autoflush:
         return list(session.scalars(statement))
 
@@ -604,11 +627,17 @@ def _start_clock(
     cycle: int,
     now: datetime,
     calendar: BusinessCalendar,
+    clock_id: int | None = None,
 ) -> SlaClock | None:
     target = target_minutes(policy=policy, priority=ticket.priority, metric=metric)
     if target is None:
         return None
+    if ticket.id is None:
+        session.flush()
     clock = SlaClock(
+        # Its id now (not from a flush of its own), for the check jobs _schedule queues: a new ticket's clocks
+        # are written with the rest of what the message recorded.
+        id=clock_id or next_id(session, SlaClock),
         ticket_id=ticket.id,
         policy=policy,
         metric=metric,
@@ -622,7 +651,6 @@ def _start_clock(
         segments=[SlaSegment(kind=SegmentKind.RUNNING, cause=CAUSE_RUNNING, started_at=now)],
     )
     session.add(clock)
-    session.flush()
     _schedule(session=session, clock=clock, calendar=calendar)
     log.info("sla clock %s (%s #%d) started on ticket %s", clock.id, metric.value, cycle, ticket.number)
     return clock

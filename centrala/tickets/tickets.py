@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from centrala.core.db import is_postgresql
+from centrala.core.db import next_id
 from centrala.core.text import single_line, without_nul
 from centrala.tickets.models import (
     Channel,
@@ -164,12 +164,12 @@ def open_ticket(
 ) -> Ticket:
     """Open a new ticket for ``contact``, linked to the closed ticket it follows up when there is one.
 
-    The ticket has its id, and so its number, at once (``next_ticket_id``). Without ``flush`` it is written by
+    The ticket has its id, and so its number, at once (``next_id``). Without ``flush`` it is written by
     the caller's next flush, with the rest of what the caller records: the inbound drain writes a batch of
     messages at once instead of stopping at each new ticket.
     """
     ticket = Ticket(
-        id=next_ticket_id(session),
+        id=next_id(session, Ticket),
         follows_up_ticket_id=follows_up.id if follows_up else None,
         subject=clean_subject(subject) or "(no subject)",
         status=TicketStatus.NEW,
@@ -187,26 +187,6 @@ def open_ticket(
     if flush:
         session.flush()
     return ticket
-
-
-def next_ticket_id(session: Session) -> int:
-    """The id of a ticket about to be opened in the session's transaction, known before the ticket is written.
-
-    PostgreSQL: the next value of the ticket table's sequence, which concurrent transactions never share.
-    SQLite: the id SQLite itself would give, one past the largest, counting the tickets given ids here and not
-    written yet. A write transaction holds SQLite's only write lock from its first statement (``BEGIN
-    IMMEDIATE``), so no other connection adds a ticket meanwhile.
-    """
-    if is_postgresql(session):
-        return session.scalar(text("SELECT nextval(pg_get_serial_sequence('ticket', 'id'))"))
-    pending = [ticket for ticket in session.new if isinstance(ticket, Ticket)]
-    if any(ticket.id is None for ticket in pending):
-        # Made without an id (not by open_ticket): SQLite numbers it when it is written, so write it first.
-        session.flush()
-        pending = []
-    with session.no_autoflush:
-        largest = session.scalar(select(func.max(Ticket.id))) or 0
-    return max([largest, *(ticket.id for ticket in pending)]) + 1
 
 
 def note_customer_activity(*, ticket: Ticket, now: datetime) -> None:

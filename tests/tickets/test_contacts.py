@@ -8,6 +8,7 @@ import time
 import pytest
 from sqlalchemy import event, func, select
 
+from centrala.core.db import is_postgresql
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.tickets.contacts import (
     create_contact,
@@ -18,8 +19,8 @@ from centrala.tickets.contacts import (
     normalise_phone,
     senders_looked_up,
 )
-from centrala.tickets.models import Contact, ContactEmail
-from tests.factories import NOW, make_contact
+from centrala.tickets.models import Contact, ContactEmail, OrganizationDomain
+from tests.factories import NOW, make_contact, make_organization
 
 
 @pytest.mark.parametrize(
@@ -223,3 +224,28 @@ def test_a_sender_whose_creation_was_rolled_back_is_created_again(session):
     assert kept is not lost
     session.flush()
     assert session.scalars(select(Contact.name).join(ContactEmail)).all() == ["Nová"]
+
+
+def test_a_new_sender_joins_the_organisation_owning_the_domain_even_one_added_a_moment_ago(session):
+    acme = make_organization(session, name="Acme a.s.")
+    acme.domains.append(OrganizationDomain(domain="acme.cz"))
+    jana = make_contact(session, emails=["jana@example.org"])
+    session.flush()
+    beta = make_organization(session, name="Beta s.r.o.")
+    with senders_looked_up(session=session, addresses=["petr@beta.cz"]):
+        # Not written yet when the sender arrives: the domain of a second organisation.
+        beta.domains.append(OrganizationDomain(domain="beta.cz"))
+        assert match(session, "petr@beta.cz", "Petr").organization_id == beta.id
+
+    session.flush()
+    flushes: list[int] = []
+    with senders_looked_up(session=session, addresses=["karel@acme.cz", "eva@elsewhere.cz"]):
+        event.listen(session, "after_flush", lambda *_: flushes.append(1))
+        jana.name = "Jana Nováková"
+        karel = match(session, "karel@acme.cz", "Karel")
+        eva = match(session, "eva@elsewhere.cz", "Eva")
+    assert (karel.organization_id, eva.organization_id) == (acme.id, None)
+    if not is_postgresql(session):
+        # With no domain pending, the lookup writes nothing of what the caller has pending (the drain's batch).
+        # PostgreSQL writes each new contact in a savepoint of its own, which writes what is pending first.
+        assert flushes == []

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from centrala.core.settings import get_settings
 from centrala.tickets.models import (
@@ -36,7 +36,7 @@ from centrala.tickets.sla_clocks import (
     recompute_open_clocks,
     start_clocks_for_new_ticket,
 )
-from centrala.tickets.tickets import note_customer_activity
+from centrala.tickets.tickets import note_customer_activity, open_ticket
 from tests.factories import (
     make_agent,
     make_contact,
@@ -592,3 +592,70 @@ def test_reopening_a_resolved_ticket_starts_a_new_resolution_cycle(session):
         (SlaMetric.NEXT_RESPONSE, 1, ClockState.RUNNING),
         (SlaMetric.RESOLUTION, 1, ClockState.RUNNING),
     ]
+
+
+def test_a_new_tickets_clocks_are_numbered_before_they_are_written_and_their_checks_name_them(session):
+    # The inbound drain writes a batch of messages at once: opening a ticket and starting its clocks writes
+    # nothing, yet the check jobs must name the clocks' ids, and those ids must be the ones stored.
+    make_policy(session, is_default=True, calendar=make_calendar(session))
+    contact = make_contact(session)
+    earlier = start_clocks_for_new_ticket(session=session, ticket=make_ticket(session), now=MONDAY_0900)
+    flushes = []
+    event.listen(session, "after_flush", lambda *_: flushes.append(1))
+
+    ticket = open_ticket(
+        session=session, contact=contact, subject="Printer", channel=Channel.EMAIL, now=MONDAY_0900, flush=False
+    )
+    clocks = start_clocks_for_new_ticket(session=session, ticket=ticket, now=MONDAY_0900)
+
+    assert flushes == []
+    assert len(clocks) == 2
+    assert all(clock.id > max(c.id for c in earlier) for clock in clocks)
+    jobs = scheduled_jobs(session)
+    for clock in clocks:
+        assert (clock.due_at, CHECK_JOB, (clock.id,)) in jobs
+    session.flush()
+    stored = all_clocks(session, ticket)
+    assert [(c.id, c.metric) for c in stored] == [(c.id, c.metric) for c in clocks]
+    assert all(c.segments for c in stored)
+
+
+def test_a_clock_made_without_a_number_does_not_take_one_given_out(session):
+    policy = make_policy(session, is_default=True)
+    ticket = make_ticket(session, created_at=MONDAY_0900)
+    unnumbered = SlaClock(
+        ticket_id=make_ticket(session).id,
+        policy=policy,
+        metric=SlaMetric.FIRST_RESPONSE,
+        cycle=0,
+        state=ClockState.RUNNING,
+        target_minutes=60,
+        warn_before_minutes=15,
+        achieved_minutes=0.0,
+        started_at=MONDAY_0900,
+        running_since=MONDAY_0900,
+    )
+    session.add(unnumbered)
+
+    clocks = start_clocks_for_new_ticket(session=session, ticket=ticket, now=MONDAY_0900)
+    session.flush()
+
+    ids = [unnumbered.id, *(clock.id for clock in clocks)]
+    assert len(set(ids)) == 3
+    assert [c.id for c in all_clocks(session, ticket)] == [clock.id for clock in clocks]
+
+
+def test_a_policy_changed_and_not_yet_written_is_the_one_chosen(session):
+    # The choice reads policies without writing what the caller has pending, unless a policy is pending.
+    standard = make_policy(session, is_default=True)
+    ticket = make_ticket(session, created_at=MONDAY_0900)
+    standard.is_active = False
+    replacement = SlaPolicy(
+        name="Replacement", is_default=True, targets={"default": {"first_response": 30}}, updated_at=MONDAY_0900
+    )
+    session.add(replacement)
+
+    assert choose_policy(session=session, ticket=ticket) == replacement
+    [first] = start_clocks_for_new_ticket(session=session, ticket=ticket, now=MONDAY_0900)
+    assert first.target_minutes == 30
+
