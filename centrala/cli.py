@@ -130,12 +130,19 @@ def migrate() -> None:
 def seed(
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Only when the database has no agents.")] = False,
 ) -> None:
-    """Add demo data: a queue, an organisation, a few contacts and an admin agent (its token is printed)."""
+    """Add demo data: a queue, an organisation, a few contacts, a default SLA policy over office hours and an
+    admin agent (its token is printed)."""
     from centrala.tickets.seed import seed_demo_data
 
+    settings = get_settings()
     with session_scope() as session:
-        result = seed_demo_data(session=session, now=clock.now(), region=get_settings().default_region,
-                                only_if_empty=if_empty)
+        result = seed_demo_data(
+            session=session,
+            now=clock.now(),
+            region=settings.default_region,
+            timezone=settings.portal_timezone,
+            only_if_empty=if_empty,
+        )
     if result is None:
         typer.echo("database already has data; nothing seeded")
         return

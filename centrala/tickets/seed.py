@@ -11,7 +11,16 @@ from sqlalchemy.orm import Session
 from centrala.tickets.agent_sessions import set_password
 from centrala.tickets.agents import create_agent
 from centrala.tickets.contacts import create_contact
-from centrala.tickets.models import Agent, AgentRole, Contact, Organization, OrganizationDomain, Queue
+from centrala.tickets.models import (
+    Agent,
+    AgentRole,
+    BusinessCalendarRow,
+    Contact,
+    Organization,
+    OrganizationDomain,
+    Queue,
+    SlaPolicy,
+)
 
 DEMO_ADMIN_EMAIL = "admin@localhost"
 
@@ -23,11 +32,38 @@ _DEMO_CONTACTS = [
 ]
 
 
+# Business minutes: answer within a working morning, again within a working day, resolve within a working week.
+DEMO_SLA_TARGETS = {"default": {"first_response": 240, "next_response": 480, "resolution": 2400}}
+
+
+def demo_sla_policy(*, region: str, timezone: str, now: datetime) -> SlaPolicy:
+    """The default SLA policy of a new installation, over office hours (weekdays 08:00-17:00, the region's
+    public holidays off). Admins change or replace it in the console."""
+    import holidays
+
+    calendar = BusinessCalendarRow(
+        name="Office hours",
+        timezone=timezone,
+        weekly_hours={str(day): [["08:00", "17:00"]] for day in range(5)},
+        holidays_country=region if region in holidays.list_supported_countries() else None,
+        extra_holidays=[],
+        updated_at=now,
+    )
+    return SlaPolicy(
+        name="Standard",
+        is_default=True,
+        calendar=calendar,
+        targets=DEMO_SLA_TARGETS,
+        warn_before_minutes=30,
+        updated_at=now,
+    )
+
+
 def seed_demo_data(
-    *, session: Session, now: datetime, region: str, only_if_empty: bool = True
+    *, session: Session, now: datetime, region: str, timezone: str = "UTC", only_if_empty: bool = True
 ) -> tuple[str, str, str] | None:
-    """Create a queue, an organisation, demo contacts and an admin agent; returns the admin's e-mail, API token
-    and console password (random, shown once).
+    """Create a queue, an organisation, demo contacts, a default SLA policy and an admin agent; returns the
+    admin's e-mail, API token and console password (random, shown once).
 
     With ``only_if_empty`` nothing happens (None) when the database already has agents or contacts.
     """
@@ -37,6 +73,7 @@ def seed_demo_data(
     ):
         return None
     session.add(Queue(name="Support", email_address="support@localhost"))
+    session.add(demo_sla_policy(region=region, timezone=timezone, now=now))
     session.add(
         Organization(name="ACME Ltd", created_at=now, domains=[OrganizationDomain(domain="acme.example")])
     )

@@ -25,6 +25,7 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 from centrala.tickets.outbox import queue_reply
+from centrala.tickets.seed import seed_demo_data
 from centrala.tickets.sla_clocks import (
     CHECK_JOB,
     check_clock,
@@ -659,3 +660,22 @@ def test_a_policy_changed_and_not_yet_written_is_the_one_chosen(session):
     [first] = start_clocks_for_new_ticket(session=session, ticket=ticket, now=MONDAY_0900)
     assert first.target_minutes == 30
 
+
+def test_a_new_installations_demo_policy_counts_office_hours_and_the_regions_holidays(session):
+    seed_demo_data(session=session, now=MONDAY_0900, region="CZ", timezone="Europe/Prague")
+
+    friday = make_ticket(session, created_at=FRIDAY_1630)
+    first = clock_of(
+        start_clocks_for_new_ticket(session=session, ticket=friday, now=FRIDAY_1630), SlaMetric.FIRST_RESPONSE
+    )
+    # Half an hour on Friday, the remaining three and a half from Monday 08:00.
+    assert first.due_at == datetime(2026, 11, 23, 11, 30, tzinfo=PRAGUE)
+    assert first.warn_at == datetime(2026, 11, 23, 11, 0, tzinfo=PRAGUE)
+
+    # 23 December, 16:00: one hour that day; the 24th to 26th are Czech holidays, then the weekend.
+    before_christmas = datetime(2026, 12, 23, 16, 0, tzinfo=PRAGUE)
+    ticket = make_ticket(session, created_at=before_christmas)
+    first = clock_of(
+        start_clocks_for_new_ticket(session=session, ticket=ticket, now=before_christmas), SlaMetric.FIRST_RESPONSE
+    )
+    assert first.due_at == datetime(2026, 12, 28, 11, 0, tzinfo=PRAGUE)
