@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import json
 from datetime import date as dt_date
 from datetime import datetime
 from datetime import time as dt_time
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
@@ -634,19 +636,44 @@ class BusinessCalendarRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     def to_calendar(self) -> BusinessCalendar:
-        """The pure calendar value the SLA math works with."""
-        from centrala.tickets.sla import BusinessCalendar
+        """The pure calendar value the SLA math works with.
 
-        def wall(text: str) -> dt_time:
-            return dt_time(0) if text in ("24:00", "24:00:00") else dt_time.fromisoformat(text)
-
-        return BusinessCalendar(
+        Built once per distinct content and shared (calendars are immutable values): building one checks the
+        time zone and loads the country's holidays, which every new ticket's clocks and every call's open-hours
+        check would otherwise pay again.
+        """
+        return _calendar_value(
             self.timezone,
-            {int(day): [(wall(start), wall(end)) for start, end in spans] for day, spans in self.weekly_hours.items()},
-            holidays_country=self.holidays_country,
-            holidays_subdiv=self.holidays_subdiv,
-            extra_holidays=[dt_date.fromisoformat(day) for day in self.extra_holidays],
+            json.dumps(self.weekly_hours, sort_keys=True),
+            self.holidays_country,
+            self.holidays_subdiv,
+            tuple(self.extra_holidays),
         )
+
+
+@lru_cache(maxsize=256)
+def _calendar_value(
+    timezone: str,
+    weekly_hours_json: str,
+    holidays_country: str | None,
+    holidays_subdiv: str | None,
+    extra_holidays: tuple[str, ...],
+) -> BusinessCalendar:
+    from centrala.tickets.sla import BusinessCalendar
+
+    def wall(text: str) -> dt_time:
+        return dt_time(0) if text in ("24:00", "24:00:00") else dt_time.fromisoformat(text)
+
+    return BusinessCalendar(
+        timezone,
+        {
+            int(day): [(wall(start), wall(end)) for start, end in spans]
+            for day, spans in json.loads(weekly_hours_json).items()
+        },
+        holidays_country=holidays_country,
+        holidays_subdiv=holidays_subdiv,
+        extra_holidays=[dt_date.fromisoformat(day) for day in extra_holidays],
+    )
 
 
 class SlaPolicy(Base):

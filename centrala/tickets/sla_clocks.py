@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from centrala.core.db import batch_cache, next_id, next_ids
 from centrala.core.queue import enqueue_at_after_commit
@@ -122,9 +122,14 @@ def _choose_policy(
 
 def policy_calendar(policy: SlaPolicy | None) -> BusinessCalendar:
     """The policy's business calendar; round the clock in UTC when it names none."""
-    if policy is None or policy.calendar is None:
+    if policy is None:
         return BusinessCalendar.always_open("UTC")
-    return policy.calendar.to_calendar()
+    session = object_session(policy)
+    # Loading the calendar row needs nothing pending written: a calendar changed in this session is already
+    # the one in its identity map.
+    with session.no_autoflush if session is not None else nullcontext():
+        row = policy.calendar
+    return BusinessCalendar.always_open("UTC") if row is None else row.to_calendar()
 
 
 def target_minutes(*, policy: SlaPolicy, priority: TicketPriority, metric: SlaMetric) -> int | None:
