@@ -6,7 +6,7 @@ import functools
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -230,6 +230,15 @@ def is_postgresql(session_or_engine: Session | Engine) -> bool:
     """Whether the session or engine talks to PostgreSQL."""
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def autoflush_only_for(session: Session, *models: type[Base]) -> AbstractContextManager[object]:
+    """Around a lookup whose answer only pending rows of ``models`` can change: the session's autoflush stays on
+    while such a row is pending (added, changed or deleted), else it is off, and what the caller has pending is
+    written by its own next flush (the inbound drain's, for a whole batch) rather than one of the lookup's."""
+    if any(isinstance(row, models) for row in (*session.new, *session.dirty, *session.deleted)):
+        return nullcontext()
+    return session.no_autoflush
 
 
 def next_id(session: Session, model: type[Base]) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from centrala.core.db import is_postgresql
+from centrala.core.db import autoflush_only_for, is_postgresql
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.core.text import single_line
 from centrala.tickets.models import Contact, ContactEmail, ContactPhone, OrganizationDomain
@@ -199,14 +199,10 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
             contact.updated_at = now
         return contact
     domain = address.rsplit("@", 1)[1]
-    owner = select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain)
-    if any(isinstance(row, OrganizationDomain) for row in (*session.new, *session.dirty)):
-        organization_id = session.scalar(owner)
-    else:
-        # Only a pending domain can change the answer; the rest the caller has pending is written by its own
-        # next flush (the inbound drain's, for a whole batch) rather than one of this lookup's.
-        with session.no_autoflush:
-            organization_id = session.scalar(owner)
+    with autoflush_only_for(session, OrganizationDomain):
+        organization_id = session.scalar(
+            select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain)
+        )
     contact = Contact(
         name=single_line(name)[:MAX_NAME_LENGTH],
         organization_id=organization_id,

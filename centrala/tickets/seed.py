@@ -38,7 +38,7 @@ DEMO_SLA_TARGETS = {"default": {"first_response": 240, "next_response": 480, "re
 
 def demo_sla_policy(*, region: str, timezone: str, now: datetime) -> SlaPolicy:
     """The default SLA policy of a new installation, over office hours (weekdays 08:00-17:00, the region's
-    public holidays off). Admins change or replace it in the console."""
+    public holidays off). Admins change or replace it through the SLA API."""
     import holidays
 
     calendar = BusinessCalendarRow(

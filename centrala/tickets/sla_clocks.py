@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, object_session
 
-from centrala.core.db import batch_cache, next_id, next_ids
+from centrala.core.db import autoflush_only_for, batch_cache, next_id, next_ids
 from centrala.core.queue import enqueue_at_after_commit
 from centrala.core.settings import Settings
 from centrala.tickets.models import (
@@ -77,10 +77,7 @@ def choose_policy(*, session: Session, ticket: Ticket) -> SlaPolicy | None:
     segment = ticket.contact.segment if ticket.contact is not None else None
     cache = batch_cache(session)
     key = ("choose_policy", ticket.queue_id, ticket.priority, organization_id, ticket.channel, segment)
-    # Only a pending policy can change the choice; what else the caller has pending (the new ticket, its
-    # contact) is written by the caller's next flush rather than one of this lookup's own.
-    autoflush = any(isinstance(row, SlaPolicy) for row in (*session.new, *session.dirty))
-    with nullcontext() if autoflush else session.no_autoflush:
+    with autoflush_only_for(session, SlaPolicy):
         if cache is not None and key in cache:
             # The cache may outlive this session: it keeps the id, and the session loads the row (from its
             # identity map after the first time).
@@ -264,8 +261,6 @@ def start_clocks_for_new_ticket(*, session: Session, ticket: Ticket, now: dateti
         for metric in (SlaMetric.FIRST_RESPONSE, SlaMetric.RESOLUTION)
         if target_minutes(policy=policy, priority=ticket.priority, metric=metric) is not None
     ]
-    if ticket.id is None:
-        session.flush()
     clocks = []
     for metric, clock_id in zip(metrics, next_ids(session, SlaClock, len(metrics)), strict=True):
         clock = _start_clock(
