@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.util import identity_key
 
 from centrala.core.blobs import BlobStore
 from centrala.core.db import batch_cache_scope, hide_sql_parameters, is_postgresql
@@ -284,23 +285,32 @@ def _each_in_time(
 def _parent_pending(*, session: Session, row: InboundEmail, parsed: ParsedEmail, now: datetime) -> bool:
     """Whether a message that ``parsed`` answers arrived before it and is still pending (in another drain's
     batch): processed first, the reply would open a ticket of its own. Waited for up to ``PARENT_WAIT_LIMIT``
-    after the reply's receipt. Pending rows carry their Message-ID from the parse ahead of their batch."""
+    after the reply's receipt. Pending rows carry their Message-ID from the parse ahead of their batch.
+
+    Nothing is written for the lookup: a row this transaction has done with and not written yet (the drain
+    writes its batch at the end) is still pending in the database, and is told apart by its state here.
+    """
     if not parsed.referenced_ids or now - row.received_at > PARENT_WAIT_LIMIT:
         return False
-    parent = session.scalar(
-        select(InboundEmail.id)
-        .where(
-            InboundEmail.status == InboundStatus.RECEIVED,
-            InboundEmail.id < row.id,
-            or_(
-                InboundEmail.message_id.in_(parsed.referenced_ids[:100]),
-                # Reserved by another drain that has not written the Message-IDs of its batch yet.
-                and_(InboundEmail.message_id.is_(None), InboundEmail.queued_at > now),
-            ),
+    with session.no_autoflush:
+        candidates = session.scalars(
+            select(InboundEmail.id).where(
+                InboundEmail.status == InboundStatus.RECEIVED,
+                InboundEmail.id < row.id,
+                or_(
+                    InboundEmail.message_id.in_(parsed.referenced_ids[:100]),
+                    # Reserved by another drain that has not written the Message-IDs of its batch yet.
+                    and_(InboundEmail.message_id.is_(None), InboundEmail.queued_at > now),
+                ),
+            )
         )
-        .limit(1)
-    )
-    return parent is not None
+        return any(_still_pending(session, candidate) for candidate in candidates)
+
+
+def _still_pending(session: Session, inbound_id: int) -> bool:
+    """Whether the pending row ``inbound_id`` is not one this session has done with (and not written yet)."""
+    here = session.identity_map.get(identity_key(InboundEmail, inbound_id))
+    return here is None or here.status is InboundStatus.RECEIVED
 
 
 def note_message_ids(*, session: Session, parsed: Mapping[int, ParsedRow]) -> None:

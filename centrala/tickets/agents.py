@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, CompoundSelect, func, or_, select, true, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from centrala.core.db import batch_cache
+from centrala.core.db import autoflush_only_for, batch_cache
 from centrala.core.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from centrala.core.text import single_line
 from centrala.tickets.contacts import MAX_NAME_LENGTH, normalise_email
@@ -183,28 +183,31 @@ def workable_tickets(*, session: Session, agent: Agent) -> ColumnElement[bool]:
 
 def agents_working_queue(*, session: Session, queue_id: int | None) -> list[int]:
     """The active agents who see the queue's tickets: its members (directly or by team) and every supervisor
-    and admin; for no queue, every active agent."""
+    and admin; for no queue, every active agent. What the session has pending is written for the lookup only
+    when it is an agent or a membership: an inbound drain announces each message it records, and writes its
+    batch once, at the end."""
     cache = batch_cache(session)
     key = ("agents_working_queue", queue_id)
     if cache is not None and key in cache:
         return list(cache[key])
-    active = select(Agent.id).where(Agent.is_active.is_(True))
-    if queue_id is None:
-        agent_ids = list(session.scalars(active))
-    else:
-        members = union(
-            select(AgentQueue.agent_id).where(AgentQueue.queue_id == queue_id),
-            select(TeamMember.agent_id)
-            .join(TeamQueue, TeamQueue.team_id == TeamMember.team_id)
-            .where(TeamQueue.queue_id == queue_id),
-        )
-        agent_ids = list(
-            session.scalars(
-                active.where(
-                    or_(Agent.id.in_(members), Agent.role.in_((AgentRole.SUPERVISOR, AgentRole.ADMIN)))
+    with autoflush_only_for(session, Agent, AgentQueue, TeamMember, TeamQueue):
+        active = select(Agent.id).where(Agent.is_active.is_(True))
+        if queue_id is None:
+            agent_ids = list(session.scalars(active))
+        else:
+            members = union(
+                select(AgentQueue.agent_id).where(AgentQueue.queue_id == queue_id),
+                select(TeamMember.agent_id)
+                .join(TeamQueue, TeamQueue.team_id == TeamMember.team_id)
+                .where(TeamQueue.queue_id == queue_id),
+            )
+            agent_ids = list(
+                session.scalars(
+                    active.where(
+                        or_(Agent.id.in_(members), Agent.role.in_((AgentRole.SUPERVISOR, AgentRole.ADMIN)))
+                    )
                 )
             )
-        )
     if cache is not None:
         cache[key] = tuple(agent_ids)
     return agent_ids

@@ -57,13 +57,32 @@ class ThreadMatch:
 
 
 def is_participant(*, session: Session, ticket: Ticket, contact: Contact, address: str) -> bool:
-    """Whether the sender takes part in ``ticket``: its contact, someone on its timeline, or someone CC'd on it."""
-    if ticket.contact_id == contact.id:
+    """Whether the sender takes part in ``ticket``: its contact, someone on its timeline, or someone CC'd on it.
+
+    Entries added in the session and not written yet count as well, without writing them first.
+    """
+    if ticket.contact_id == contact.id or (ticket.contact_id is None and ticket.contact is contact):
         return True
-    rows = session.execute(
-        select(Interaction.contact_id, Interaction.cc_addresses).where(Interaction.ticket_id == ticket.id)
-    ).all()
+    if any(
+        interaction.ticket is ticket and _takes_part(interaction.contact, interaction.cc_addresses, contact, address)
+        for interaction in unwritten_interactions(session)
+    ):
+        return True
+    with session.no_autoflush:
+        rows = session.execute(
+            select(Interaction.contact_id, Interaction.cc_addresses).where(Interaction.ticket_id == ticket.id)
+        ).all()
     return any(contact_id == contact.id or address in (cc or ()) for contact_id, cc in rows)
+
+
+def _takes_part(author: Contact | None, cc: Sequence[str] | None, contact: Contact, address: str) -> bool:
+    return author is contact or address in (cc or ())
+
+
+def unwritten_interactions(session: Session) -> list[Interaction]:
+    """The interactions added in ``session`` and not written yet: an inbound drain writes those of a whole batch
+    at its end, and a lookup that must see them looks here instead of writing them first."""
+    return [row for row in session.new if isinstance(row, Interaction)]
 
 
 def follow_merges(*, session: Session, ticket: Ticket) -> Ticket:
@@ -98,29 +117,56 @@ def find_email_thread(
     A plain reference or tag pointing at a ticket the sender has no part in is refused (whoever learns a
     Message-ID or a ticket number must not write into someone else's case): the message opens a new ticket.
     Signed references and reply addresses cannot be forged; they come only from mail we sent.
+
+    What the session has added and not written (the messages before this one in an inbound drain's batch, and
+    their new tickets) is found as if it were written, and nothing is written for the lookups: a reply to a
+    message of the same batch threads onto that message's ticket, and the batch is still written in one go.
     """
+    with session.no_autoflush:
+        return _find_email_thread(
+            session=session, referenced_ids=referenced_ids, subject=subject, sender=sender,
+            sender_address=sender_address, signed_ticket_id=signed_ticket_id,
+            reply_address_ticket_id=reply_address_ticket_id,
+        )
+
+
+def _find_email_thread(
+    *,
+    session: Session,
+    referenced_ids: Sequence[str],
+    subject: str,
+    sender: Contact,
+    sender_address: str,
+    signed_ticket_id: int | None,
+    reply_address_ticket_id: int | None,
+) -> ThreadMatch:
     for ticket_id, reason in (
         (signed_ticket_id, ThreadReason.SIGNED_REFERENCE),
         (reply_address_ticket_id, ThreadReason.REPLY_ADDRESS),
     ):
-        ticket = session.get(Ticket, ticket_id) if ticket_id else None
+        ticket = _get_ticket(session, ticket_id) if ticket_id else None
         if ticket is not None:
             return ThreadMatch(follow_merges(session=session, ticket=ticket), reason)
     refused: ThreadReason | None = None
     if referenced_ids:
+        references = list(referenced_ids)[:100]
         rows = session.execute(
             select(Interaction.external_id, Interaction.ticket_id).where(
                 Interaction.channel == Channel.EMAIL,
-                Interaction.external_id.in_(list(referenced_ids)[:100]),
+                Interaction.external_id.in_(references),
                 Interaction.ticket_id.is_not(None),
             )
         ).all()
-        ticket_by_reference = {external_id: ticket_id for external_id, ticket_id in rows}
+        ticket_by_reference: dict[str, Ticket | int] = {external_id: ticket_id for external_id, ticket_id in rows}
+        wanted = set(references)
+        for interaction in unwritten_interactions(session):
+            if interaction.external_id in wanted and interaction.channel is Channel.EMAIL and interaction.ticket:
+                ticket_by_reference.setdefault(interaction.external_id, interaction.ticket)
         for message_id in referenced_ids:
-            ticket_id = ticket_by_reference.get(message_id)
-            if ticket_id is None:
+            found = ticket_by_reference.get(message_id)
+            if found is None:
                 continue
-            ticket = session.get(Ticket, ticket_id)
+            ticket = found if isinstance(found, Ticket) else session.get(Ticket, found)
             if ticket is not None and is_participant(
                 session=session, ticket=ticket, contact=sender, address=sender_address
             ):
@@ -129,12 +175,20 @@ def find_email_thread(
     tag = _SUBJECT_TAG.search(subject)
     if tag:
         ticket_id = parse_ticket_number(tag.group(1))
-        ticket = session.get(Ticket, ticket_id) if ticket_id else None
+        ticket = _get_ticket(session, ticket_id) if ticket_id else None
         if ticket is not None:
             if is_participant(session=session, ticket=ticket, contact=sender, address=sender_address):
                 return ThreadMatch(follow_merges(session=session, ticket=ticket), ThreadReason.SUBJECT_TAG)
             refused = refused or ThreadReason.FOREIGN_SUBJECT_TAG
     return ThreadMatch(None, refused or ThreadReason.NEW_TICKET)
+
+
+def _get_ticket(session: Session, ticket_id: int) -> Ticket | None:
+    """The ticket with ``ticket_id``, written or only added to the session (a new ticket has its id at once)."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        ticket = next((row for row in session.new if isinstance(row, Ticket) and row.id == ticket_id), None)
+    return ticket
 
 
 def is_past_reopen_window(*, ticket: Ticket, now: datetime, reopen_within: timedelta) -> bool:

@@ -3,12 +3,14 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from centrala.core.settings import get_settings
 from centrala.ingest.ledger import record_inbound_email, requeue_stale_emails
 from centrala.ingest.models import InboundEmail, InboundStatus
-from centrala.ingest.process import process_inbound_email, process_pending_emails
+from centrala.ingest.parse_ahead import ParsedRow
+from centrala.ingest.process import note_message_ids, process_inbound_email, process_pending_emails
+from centrala.mail.parse import parse_email
 from centrala.tickets.models import (
     Contact,
     ContactEmail,
@@ -130,6 +132,49 @@ def test_a_batch_written_together_threads_within_itself_and_names_each_outcomes_
     assert len({jana.ticket_id, petr.ticket_id, petr_again.ticket_id}) == 3
     assert session.get(Ticket, petr.ticket_id).contact_id == session.get(Ticket, petr_again.ticket_id).contact_id
     assert count(session, Contact) == 2
+
+
+def test_a_drains_batch_is_written_once_though_its_replies_look_up_their_parents(session, ingest, blobs):
+    # Earlier mail of both senders, written: neither is a new contact, whose creation writes on PostgreSQL.
+    ingest(make_mail(sender="Petr <petr@example.cz>", subject="Faktura", message_id="<p0@example.cz>"))
+    ingest(make_mail(subject="Objednávka", message_id="<j0@example.cz>"))
+    mails = [
+        make_mail(),
+        make_mail(
+            subject="Re: Nefunguje mi přihlášení", message_id="<m2@example.cz>", in_reply_to="<m1@example.cz>",
+            references="<m1@example.cz>",
+        ),
+        make_mail(
+            sender="Petr <petr@example.cz>", subject="Re: Faktura", message_id="<p1@example.cz>",
+            in_reply_to="<p0@example.cz>", references="<p0@example.cz>",
+        ),
+    ]
+    recorded = [
+        record_inbound_email(
+            session=session, raw=raw, mailbox="support@localhost", mail_from="x@example.org",
+            rcpt_tos=["support@localhost"], now=NOW, blobs=blobs,
+        )
+        for raw in mails
+    ]
+    session.flush()
+    # Parsed ahead of the transaction, and their Message-IDs noted in the ledger, as a drain does.
+    parsed = {r.id: ParsedRow(r.sha256, parse_email(raw, mail_from="x@example.org")) for r, raw in zip(recorded, mails)}
+    note_message_ids(session=session, parsed=parsed)
+    flushes = []
+    event.listen(session, "after_flush", lambda *_: flushes.append(1))
+
+    outcomes = process_pending_emails(
+        session=session, now=NOW, blobs=blobs, settings=get_settings(), limit=10, ids=[r.id for r in recorded],
+        parsed=parsed,
+    )
+
+    # The reply's parent, done a moment before in the same transaction, is not taken for another drain's.
+    assert [outcome.status for outcome in outcomes] == [InboundStatus.PROCESSED] * 3
+    first, reply, petr = outcomes
+    assert reply.ticket_id == first.ticket_id
+    petrs_first = session.scalar(select(Interaction).where(Interaction.external_id == "p0@example.cz"))
+    assert petr.ticket_id == petrs_first.ticket_id
+    assert len(flushes) == 1
 
 
 def test_new_subject_without_reference_opens_second_ticket_for_same_contact(session, ingest):

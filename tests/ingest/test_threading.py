@@ -12,6 +12,7 @@ from centrala.ingest.models import InboundStatus
 from centrala.ingest.process import FLAG_REUSED_MESSAGE_ID, process_inbound_email
 from centrala.mail.tokens import make_message_id, make_reply_address
 from centrala.tickets.models import (
+    Channel,
     ClockState,
     ContactEmail,
     Direction,
@@ -26,7 +27,8 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 from centrala.tickets.outbox import queue_reply
-from tests.factories import make_agent
+from centrala.tickets.tickets import ThreadReason, add_interaction, find_email_thread, open_ticket
+from tests.factories import make_agent, make_contact, make_interaction, make_ticket
 from tests.support.mails import make_dsn, make_mail
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -366,3 +368,67 @@ def test_inline_image_cid_is_rewritten_to_our_attachment_url(session, ingest):
     [image] = entry.attachments
     assert f'src="/api/v1/attachments/{image.id}"' in entry.html
     assert "cid:" not in entry.html
+
+
+# An inbound drain writes the rows of a batch together at its end; a message must still thread onto what the
+# messages before it in the same batch recorded, and looking that up must not write the batch piecemeal.
+
+
+def unwritten_message(session, *, contact, ticket, external_id, cc=()):
+    """A message recorded earlier in the same transaction and not written yet."""
+    with session.no_autoflush:
+        return add_interaction(
+            session=session, ticket=ticket, contact=contact, channel=Channel.EMAIL, direction=Direction.INBOUND,
+            occurred_at=NOW, now=NOW, external_id=external_id, cc_addresses=cc,
+        )
+
+
+def test_a_reference_to_an_unwritten_message_threads_onto_its_new_ticket_without_writing_it(session):
+    jana = make_contact(session, emails=["jana@example.cz"])
+    ticket = open_ticket(session=session, contact=jana, subject="Faktura", channel=Channel.EMAIL, now=NOW, flush=False)
+    unwritten_message(session, contact=jana, ticket=ticket, external_id="m1@example.cz")
+
+    match = find_email_thread(
+        session=session, referenced_ids=["m1@example.cz"], subject="Re: Faktura", sender=jana,
+        sender_address="jana@example.cz",
+    )
+
+    assert (match.ticket, match.reason) == (ticket, ThreadReason.REFERENCE)
+    assert ticket in session.new
+
+
+def test_the_subject_tag_of_a_ticket_opened_earlier_in_the_batch_threads(session):
+    jana = make_contact(session, emails=["jana@example.cz"])
+    ticket = open_ticket(session=session, contact=jana, subject="Faktura", channel=Channel.EMAIL, now=NOW, flush=False)
+    unwritten_message(session, contact=jana, ticket=ticket, external_id="m1@example.cz")
+
+    match = find_email_thread(
+        session=session, referenced_ids=[], subject=f"Re: [#{ticket.number}] Faktura", sender=jana,
+        sender_address="jana@example.cz",
+    )
+
+    assert (match.ticket, match.reason) == (ticket, ThreadReason.SUBJECT_TAG)
+    assert ticket in session.new
+
+
+def test_someone_copied_on_an_unwritten_message_takes_part_and_a_stranger_still_does_not(session):
+    jana = make_contact(session, emails=["jana@example.cz"])
+    boss = make_contact(session, emails=["boss@example.cz"])
+    stranger = make_contact(session, emails=["x@other.example"])
+    ticket = make_ticket(session, contact=jana)
+    make_interaction(session, ticket=ticket, external_id="m1@example.cz")
+    # Jana answers in this batch and copies her boss, who replies to her first message at once.
+    copying = unwritten_message(session, contact=jana, ticket=ticket, external_id="m2@example.cz", cc=["boss@example.cz"])
+
+    by_boss = find_email_thread(
+        session=session, referenced_ids=["m1@example.cz"], subject="Re: invoice", sender=boss,
+        sender_address="boss@example.cz",
+    )
+    by_stranger = find_email_thread(
+        session=session, referenced_ids=["m1@example.cz"], subject="Re: invoice", sender=stranger,
+        sender_address="x@other.example",
+    )
+
+    assert (by_boss.ticket, by_boss.reason) == (ticket, ThreadReason.REFERENCE)
+    assert (by_stranger.ticket, by_stranger.reason) == (None, ThreadReason.FOREIGN_REFERENCE)
+    assert copying in session.new
