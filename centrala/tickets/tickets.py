@@ -64,7 +64,8 @@ def is_participant(*, session: Session, ticket: Ticket, contact: Contact, addres
     if ticket.contact_id == contact.id or (ticket.contact_id is None and ticket.contact is contact):
         return True
     if any(
-        interaction.ticket is ticket and _takes_part(interaction.contact, interaction.cc_addresses, contact, address)
+        _same(interaction.ticket, interaction.ticket_id, ticket)
+        and (_same(interaction.contact, interaction.contact_id, contact) or address in (interaction.cc_addresses or ()))
         for interaction in unwritten_interactions(session)
     ):
         return True
@@ -75,8 +76,9 @@ def is_participant(*, session: Session, ticket: Ticket, contact: Contact, addres
     return any(contact_id == contact.id or address in (cc or ()) for contact_id, cc in rows)
 
 
-def _takes_part(author: Contact | None, cc: Sequence[str] | None, contact: Contact, address: str) -> bool:
-    return author is contact or address in (cc or ())
+def _same(related: Ticket | Contact | None, related_id: int | None, row: Ticket | Contact) -> bool:
+    """Whether an unwritten row's relation (set as an object, or only as an id) is ``row``."""
+    return related is row or (related_id is not None and related_id == row.id)
 
 
 def unwritten_interactions(session: Session) -> list[Interaction]:
@@ -160,8 +162,10 @@ def _find_email_thread(
         ticket_by_reference: dict[str, Ticket | int] = {external_id: ticket_id for external_id, ticket_id in rows}
         wanted = set(references)
         for interaction in unwritten_interactions(session):
-            if interaction.external_id in wanted and interaction.channel is Channel.EMAIL and interaction.ticket:
-                ticket_by_reference.setdefault(interaction.external_id, interaction.ticket)
+            if interaction.external_id in wanted and interaction.channel is Channel.EMAIL:
+                on = interaction.ticket if interaction.ticket is not None else interaction.ticket_id
+                if on is not None:
+                    ticket_by_reference.setdefault(interaction.external_id, on)
         for message_id in referenced_ids:
             found = ticket_by_reference.get(message_id)
             if found is None:
