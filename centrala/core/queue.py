@@ -82,15 +82,25 @@ def get_queue(connection: redis.Redis | None = None) -> Queue:
 
 
 def enqueue_after_commit(session: Session, func: str, *args: Any, job_id: str | None = None, **options: Any) -> None:
-    """Send the job ``func(*args)`` to the queue when ``session`` commits; drop it if it rolls back."""
-    session.info.setdefault(_PENDING_KEY, []).append(PendingJob(func, args, job_id, options))
+    """Send the job ``func(*args)`` to the queue when ``session`` commits; drop it if it rolls back.
+
+    A ``job_id`` names one job: queued again before the commit, it is still sent once.
+    """
+    _add_pending(session, PendingJob(func, args, job_id, options))
 
 
 def enqueue_at_after_commit(
     session: Session, at: datetime, func: str, *args: Any, job_id: str | None = None, **options: Any
 ) -> None:
-    """Schedule the job ``func(*args)`` for ``at`` (an aware datetime) when ``session`` commits."""
-    session.info.setdefault(_PENDING_KEY, []).append(PendingJob(func, args, job_id, options, at))
+    """Schedule the job ``func(*args)`` for ``at`` (an aware datetime) when ``session`` commits; a ``job_id``
+    queued again before the commit is sent once, as in ``enqueue_after_commit``."""
+    _add_pending(session, PendingJob(func, args, job_id, options, at))
+
+
+def _add_pending(session: Session, job: PendingJob) -> None:
+    pending = session.info.setdefault(_PENDING_KEY, [])
+    if job.job_id is None or all(other.job_id != job.job_id for other in pending):
+        pending.append(job)
 
 
 def enqueue_coalesced_after_commit(session: Session, func: str, *args: Any, key: str, **options: Any) -> None:

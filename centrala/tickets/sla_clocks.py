@@ -4,9 +4,10 @@ Every clock keeps a ledger of segments (running, paused with its cause, outside 
 business time counts: ``achieved_minutes`` sums the closed running stretches, and while a clock runs its due
 instant is ``add_business_minutes(running_since, target - achieved)``. The warning is the instant at which
 ``target - warn_before`` business minutes have elapsed, so it always falls inside business hours (a 9-17
-calendar never warns at midnight). Each pending warning and breach is scheduled as an rq job at its instant;
-the job re-reads the clock (``check_clock``), so a job for a clock that stopped or moved does nothing, and the
-scheduler's sweep finds clocks whose job was lost through the ``next_check_at`` index.
+calendar never warns at midnight). Each pending warning and breach is scheduled with rq at its instant, one job
+per second for all the clocks due in it (``schedule_check``); the job finds them by the ``next_check_at`` index
+and re-reads each (``check_clock``), so a clock that stopped or moved is not fired, and the scheduler's sweep
+finds through the same index the clocks whose job was lost.
 
 Services take a session and ``now``; they flush, never commit.
 """
@@ -14,9 +15,10 @@ Services take a session and ``now``; they flush, never commit.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from contextlib import nullcontext
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, object_session
@@ -51,7 +53,7 @@ from centrala.tickets.sla import (
 
 log = logging.getLogger(__name__)
 
-CHECK_JOB = "centrala.workers.jobs.check_sla_clock"
+CHECK_DUE_JOB = "centrala.workers.jobs.check_due_sla_clocks"
 OPEN_STATES = (ClockState.RUNNING, ClockState.PAUSED)
 RESPONSE_METRICS = (SlaMetric.FIRST_RESPONSE, SlaMetric.NEXT_RESPONSE)
 CAUSE_WAITING_ON_CUSTOMER = "waiting on customer"
@@ -234,17 +236,21 @@ def _schedule(*, session: Session, clock: SlaClock, calendar: BusinessCalendar) 
         if at is not None and done is None
     ]
     clock.next_check_at = min(pending) if pending else None
-    if pending:
-        if clock.id is None:  # the jobs name the clock by its id
-            session.flush()
-        for kind, at, done in (
-            ("warn", clock.warn_at, clock.warned_at),
-            ("due", clock.due_at, clock.breached_at),
-        ):
-            if at is not None and done is None:
-                # A new id per instant: a recomputed clock gets a new job, and the old one finds nothing to do.
-                job_id = f"sla-clock-{clock.id}-{kind}-{int(at.timestamp())}"
-                enqueue_at_after_commit(session, at, CHECK_JOB, clock.id, job_id=job_id)
+    for at in pending:
+        schedule_check(session, at)
+
+
+def schedule_check(session: Session, at: datetime) -> None:
+    """Check, from the whole second after ``at`` (rq's scheduler keeps whole seconds), every clock then due.
+
+    One job per second, named by it, whatever the number of clocks that fall due in it: the tickets of a burst
+    of mail, or of a weekend that all start at Monday's opening, share their checks. The job reads the due
+    clocks from the ``next_check_at`` index, so a clock that moved or stopped since is not fired by it.
+    """
+    second = math.ceil(at.timestamp())
+    enqueue_at_after_commit(
+        session, datetime.fromtimestamp(second, UTC), CHECK_DUE_JOB, second, job_id=f"sla-due-{second}"
+    )
 
 
 # --- events -----------------------------------------------------------------------------------------------------
@@ -635,8 +641,8 @@ def _start_clock(
     if ticket.id is None:
         session.flush()
     clock = SlaClock(
-        # Its id now (not from a flush of its own), for the check jobs _schedule queues: a new ticket's clocks
-        # are written with the rest of what the message recorded.
+        # Its id now, not from a flush of its own (the log names the clock): a new ticket's clocks are written
+        # with the rest of what the message recorded.
         id=clock_id or next_id(session, SlaClock),
         ticket_id=ticket.id,
         policy=policy,

@@ -60,6 +60,8 @@ from centrala.tickets.sla_clocks import check_clock, find_due_clocks
 
 log = logging.getLogger(__name__)
 
+# Due SLA clocks read per query by a check or sweep, which goes on until none is left.
+DUE_CLOCKS_PER_QUERY = 500
 # The fewest reserved rows a drain's write transaction claims after its first.
 MIN_CLAIM = 8
 # The worker's helper process for parsing the batch a drain records next (settings.ingest_parse_helper).
@@ -385,7 +387,8 @@ def sweep_due_outbound() -> int:
 
 
 def check_sla_clock(clock_id: int) -> dict[str, object]:
-    """Fire the warning or breach of one SLA clock if due; a stale or repeated job does nothing."""
+    """Fire the warning or breach of one SLA clock if due; a stale or repeated call does nothing. Also a job:
+    installations before ``check_due_sla_clocks`` scheduled one per clock, and those may still be waiting."""
     settings = get_settings()
     session = get_sessionmaker()()
     try:
@@ -396,21 +399,52 @@ def check_sla_clock(clock_id: int) -> dict[str, object]:
     return {"fired": fired}
 
 
+def check_due_sla_clocks(second: int) -> dict[str, object]:
+    """Fire every warning and breach due by now: the job ``sla_clocks.schedule_check`` queues for the whole
+    second ``second`` (Unix time) in which some clocks fall due. It finds them, and any still due from before,
+    by the ``next_check_at`` index; a clock that moved later or stopped is not among them."""
+    return {"second": second, "checked": _check_due_clocks(grace=timedelta(0))}
+
+
 def sweep_sla_clocks() -> int:
     """Check the SLA clocks whose warning or breach is overdue because their job was lost; returns how many."""
     settings = get_settings()
-    session = get_sessionmaker()()
-    try:
-        ids = find_due_clocks(
-            session=session, now=clock.now(), grace=timedelta(seconds=settings.sweep_after_seconds)
-        )
-    finally:
-        session.close()
-    for clock_id in ids:
-        check_sla_clock(clock_id)
-    if ids:
-        log.info("checked %d overdue sla clock(s)", len(ids))
-    return len(ids)
+    checked = _check_due_clocks(grace=timedelta(seconds=settings.sweep_after_seconds))
+    if checked:
+        log.info("checked %d overdue sla clock(s)", checked)
+    return checked
+
+
+def _check_due_clocks(*, grace: timedelta) -> int:
+    """Check each clock whose warning or breach is more than ``grace`` overdue, each in a transaction of its
+    own, until none is left; returns how many were checked.
+
+    A clock whose escalation fails is logged and left due (the sweep tries it again); the others are still
+    checked. A database error ends the round: the next job or sweep finds the rest.
+    """
+    checked: set[int] = set()
+    failed: list[int] = []
+    while True:
+        session = get_sessionmaker()()
+        try:
+            ids = find_due_clocks(session=session, now=clock.now(), grace=grace, limit=DUE_CLOCKS_PER_QUERY)
+        finally:
+            session.close()
+        fresh = [clock_id for clock_id in ids if clock_id not in checked]
+        for clock_id in fresh:
+            try:
+                check_sla_clock(clock_id)
+            except DBAPIError:
+                raise
+            except Exception:
+                log.exception("sla clock %s could not be checked", clock_id)
+                failed.append(clock_id)
+        checked.update(fresh)
+        if len(ids) < DUE_CLOCKS_PER_QUERY or not fresh:
+            break
+    if failed:
+        raise RuntimeError(f"{len(failed)} sla clock(s) could not be checked: {failed[:20]}")
+    return len(checked)
 
 
 def process_call_event(event_id: int) -> dict[str, object]:

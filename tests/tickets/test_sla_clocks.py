@@ -27,7 +27,7 @@ from centrala.tickets.models import (
 from centrala.tickets.outbox import queue_reply
 from centrala.tickets.seed import seed_demo_data
 from centrala.tickets.sla_clocks import (
-    CHECK_JOB,
+    CHECK_DUE_JOB,
     check_clock,
     choose_policy,
     find_due_clocks,
@@ -113,6 +113,11 @@ def scheduled_jobs(session) -> list[tuple[datetime, str, tuple]]:
     return [(job.at, job.func, job.args) for job in session.info.get("centrala.pending_jobs", []) if job.at]
 
 
+def check_at(moment: datetime) -> tuple[datetime, str, tuple]:
+    """The scheduled job that checks the clocks due at ``moment``, a whole second."""
+    return (moment, CHECK_DUE_JOB, (int(moment.timestamp()),))
+
+
 def test_matching_policy_with_lowest_precedence_wins_and_the_default_catches_the_rest(session):
     queue = make_queue(session)
     organization = make_organization(session)
@@ -148,8 +153,32 @@ def test_friday_afternoon_ticket_is_due_monday_0930_and_warned_at_0915_in_busine
     assert first.warn_at.astimezone(PRAGUE).hour == 9  # never at midnight
     assert first.next_check_at == first.warn_at
     jobs = scheduled_jobs(session)
-    assert (first.warn_at, CHECK_JOB, (first.id,)) in jobs
-    assert (first.due_at, CHECK_JOB, (first.id,)) in jobs
+    assert check_at(first.warn_at) in jobs
+    assert check_at(first.due_at) in jobs
+    job_ids = [job.job_id for job in session.info["centrala.pending_jobs"]]
+    assert len(set(job_ids)) == len(job_ids)
+
+
+def test_tickets_whose_clocks_fall_due_in_the_same_second_share_one_check_per_second(session):
+    make_policy(session, is_default=True, calendar=make_calendar(session))
+    # A weekend's tickets all start their clocks at Monday's opening.
+    for moment in (FRIDAY_1630 + timedelta(hours=2), FRIDAY_1630 + timedelta(days=1)):
+        start_clocks_for_new_ticket(session=session, ticket=make_ticket(session, created_at=moment), now=moment)
+    # One opened at 09:00:00.4 on Monday: its instants are not whole seconds.
+    late = MONDAY_0900 + timedelta(milliseconds=400)
+    late_first = clock_of(
+        start_clocks_for_new_ticket(session=session, ticket=make_ticket(session, created_at=late), now=late),
+        SlaMetric.FIRST_RESPONSE,
+    )
+
+    jobs = scheduled_jobs(session)
+    # First response warned 09:45 and due 10:00, resolution warned and due later: four seconds for the two
+    # weekend tickets, four more (each a second later) for the third.
+    assert check_at(MONDAY_0900 + timedelta(minutes=45)) in jobs
+    assert check_at(MONDAY_0900 + timedelta(minutes=60)) in jobs
+    assert late_first.due_at == MONDAY_0900 + timedelta(minutes=60, milliseconds=400)
+    assert check_at(MONDAY_0900 + timedelta(minutes=60, seconds=1)) in jobs
+    assert len(jobs) == 8
     job_ids = [job.job_id for job in session.info["centrala.pending_jobs"]]
     assert len(set(job_ids)) == len(job_ids)
 
@@ -421,7 +450,7 @@ def test_recompute_after_a_policy_change_moves_due_and_schedules_a_new_job(sessi
     assert first.target_minutes == 30
     assert first.due_at == MONDAY_0900 + timedelta(minutes=30)
     assert first.warn_at == MONDAY_0900 + timedelta(minutes=20)
-    assert (first.due_at, CHECK_JOB, (first.id,)) in scheduled_jobs(session)
+    assert check_at(first.due_at) in scheduled_jobs(session)
 
 
 def test_recompute_after_a_calendar_change_counts_the_ledger_again(session):
@@ -595,9 +624,9 @@ def test_reopening_a_resolved_ticket_starts_a_new_resolution_cycle(session):
     ]
 
 
-def test_a_new_tickets_clocks_are_numbered_before_they_are_written_and_their_checks_name_them(session):
+def test_a_new_tickets_clocks_are_numbered_and_checked_before_they_are_written(session):
     # The inbound drain writes a batch of messages at once: opening a ticket and starting its clocks writes
-    # nothing, yet the check jobs must name the clocks' ids, and those ids must be the ones stored.
+    # nothing, yet the clocks' ids are known (the ones then stored) and their checks are scheduled.
     make_policy(session, is_default=True, calendar=make_calendar(session))
     contact = make_contact(session)
     earlier = start_clocks_for_new_ticket(session=session, ticket=make_ticket(session), now=MONDAY_0900)
@@ -614,7 +643,7 @@ def test_a_new_tickets_clocks_are_numbered_before_they_are_written_and_their_che
     assert all(clock.id > max(c.id for c in earlier) for clock in clocks)
     jobs = scheduled_jobs(session)
     for clock in clocks:
-        assert (clock.due_at, CHECK_JOB, (clock.id,)) in jobs
+        assert check_at(clock.due_at) in jobs
     session.flush()
     stored = all_clocks(session, ticket)
     assert [(c.id, c.metric) for c in stored] == [(c.id, c.metric) for c in clocks]

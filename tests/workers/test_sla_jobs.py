@@ -16,6 +16,7 @@ from centrala.core import clock
 from centrala.core.db import get_sessionmaker
 from centrala.core.queue import get_queue
 from centrala.core.settings import get_settings
+from centrala.tickets import sla_clocks
 from centrala.tickets.models import (
     OutboundEmail,
     OutboundKind,
@@ -59,9 +60,9 @@ def settings(monkeypatch):
     return settings
 
 
-def start_ticket(db) -> tuple[int, int]:
-    """A committed ticket with an assignee under a 24/7 policy with breach escalations; (ticket id, first
-    response clock id)."""
+def start_ticket(db, at: datetime = MONDAY_0900) -> tuple[int, int]:
+    """A committed ticket opened ``at`` with an assignee under a 24/7 policy with breach escalations; (ticket
+    id, first response clock id)."""
     with db() as session:
         if session.scalar(select(SlaPolicy.id).limit(1)) is None:
             session.add(
@@ -79,8 +80,8 @@ def start_ticket(db) -> tuple[int, int]:
                 )
             )
         agent, _ = make_agent(session)
-        ticket = make_ticket(session, assignee=agent, created_at=MONDAY_0900)
-        [first] = start_clocks_for_new_ticket(session=session, ticket=ticket, now=MONDAY_0900)
+        ticket = make_ticket(session, assignee=agent, created_at=at)
+        [first] = start_clocks_for_new_ticket(session=session, ticket=ticket, now=at)
         assert first.metric is SlaMetric.FIRST_RESPONSE
         session.commit()
         return ticket.id, first.id
@@ -101,8 +102,8 @@ def test_checks_are_scheduled_moved_by_the_scheduler_and_fire_once(db, settings,
     scheduled = queue.scheduled_job_registry.get_job_ids()
     assert sorted(scheduled) == sorted(
         [
-            f"sla-clock-{clock_id}-warn-{int((MONDAY_0900 + timedelta(minutes=45)).timestamp())}",
-            f"sla-clock-{clock_id}-due-{int((MONDAY_0900 + timedelta(minutes=60)).timestamp())}",
+            f"sla-due-{int((MONDAY_0900 + timedelta(minutes=45)).timestamp())}",
+            f"sla-due-{int((MONDAY_0900 + timedelta(minutes=60)).timestamp())}",
         ]
     )
 
@@ -133,6 +134,63 @@ def test_checks_are_scheduled_moved_by_the_scheduler_and_fire_once(db, settings,
     assert notifications(db, ticket_id) == 2
     with db() as session:
         assert session.get(Ticket, ticket_id).priority is TicketPriority.HIGH
+
+
+def second_of(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def test_one_check_per_second_fires_every_clock_due_by_then_and_none_due_later(db, settings, now_is):
+    # Two tickets opened in the same second, a third ten minutes later.
+    same = [start_ticket(db) for _ in range(2)]
+    later_ticket, later_clock = start_ticket(db, at=MONDAY_0900 + timedelta(minutes=10))
+    queue = get_queue()
+    assert sorted(queue.scheduled_job_registry.get_job_ids()) == sorted(
+        f"sla-due-{second_of(MONDAY_0900 + timedelta(minutes=minutes))}" for minutes in (45, 55, 60, 70)
+    )
+
+    at_ten = MONDAY_0900 + timedelta(minutes=60)
+    now_is(at_ten)
+    assert jobs.check_due_sla_clocks(second_of(at_ten)) == {"second": second_of(at_ten), "checked": 3}
+
+    with db() as session:
+        for ticket_id, clock_id in same:
+            first = session.get(SlaClock, clock_id)
+            assert first.warned_at == first.breached_at == at_ten
+            assert session.get(Ticket, ticket_id).priority is TicketPriority.HIGH
+        later = session.get(SlaClock, later_clock)
+        assert later.warned_at == at_ten and later.breached_at is None
+        assert later.next_check_at == MONDAY_0900 + timedelta(minutes=70)
+        assert session.get(Ticket, later_ticket).priority is not TicketPriority.HIGH
+    # The job of an earlier second, run late, finds nothing left to fire.
+    assert jobs.check_due_sla_clocks(second_of(MONDAY_0900 + timedelta(minutes=45)))["checked"] == 0
+    assert sum(notifications(db, ticket_id) for ticket_id, _ in same) == 4
+
+
+def test_a_clock_whose_escalation_fails_does_not_keep_the_others_of_its_second_from_firing(
+    db, settings, now_is, monkeypatch
+):
+    (_, failing), (ticket_id, fine) = start_ticket(db), start_ticket(db)
+    escalate = sla_clocks.escalate
+
+    def escalate_failing_for_one(*, clock, **kwargs):
+        if clock.id == failing:
+            raise ValueError("no such notification template")
+        escalate(clock=clock, **kwargs)
+
+    monkeypatch.setattr(sla_clocks, "escalate", escalate_failing_for_one)
+    due = MONDAY_0900 + timedelta(minutes=60)
+    now_is(due)
+    with pytest.raises(RuntimeError, match=rf"1 sla clock\(s\) could not be checked: \[{failing}\]"):
+        jobs.check_due_sla_clocks(second_of(due))
+
+    with db() as session:
+        assert session.get(SlaClock, fine).breached_at == due
+        # Rolled back: still due, for the sweep to try again.
+        left = session.get(SlaClock, failing)
+        assert left.warned_at is None and left.breached_at is None
+        assert left.next_check_at == MONDAY_0900 + timedelta(minutes=45)
+    assert notifications(db, ticket_id) == 2
 
 
 def test_sweep_checks_a_clock_whose_job_was_lost(db, settings, now_is):
