@@ -7,6 +7,12 @@ every decision and every write stays in the worker's transaction, so what it doe
 machine refused a process) the worker parses itself. Large messages are always parsed in the worker: sent to
 the helper and back their bytes would be copied twice, and a big message is rare enough that overlap gains
 little.
+
+Parsed ahead, a message's attachments are also stored ahead in the content-addressed blob store: its
+transaction then finds them there, and writing them (a file and an fsync each) no longer holds the database's
+write lock, which on SQLite every SMTP commit waits for. A message its transaction does not record after all
+(a duplicate, a refused log address, a rollback) leaves its attachments stored, as a rolled-back transaction
+always did.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -95,9 +102,11 @@ def load_pending_emails(*, session: Session, ids: Sequence[int], blobs: BlobStor
     return loaded
 
 
-def parse_raw_emails(emails: Sequence[RawEmail]) -> dict[int, ParsedRow]:
+def parse_raw_emails(emails: Sequence[RawEmail], blob_root: Path | None = None) -> dict[int, ParsedRow]:
     """Parse each message; one the parser refuses carries its reason, one it fails on unexpectedly is left out
-    (its transaction parses it again, and quarantines it if it fails there too)."""
+    (its transaction parses it again, and quarantines it if it fails there too). With ``blob_root`` the
+    attachments of each parsed message are stored in that blob store."""
+    blobs = BlobStore(blob_root) if blob_root is not None else None
     parsed: dict[int, ParsedRow] = {}
     for email in emails:
         try:
@@ -108,30 +117,44 @@ def parse_raw_emails(emails: Sequence[RawEmail]) -> dict[int, ParsedRow]:
             log.info("inbound %s: parsing ahead failed, left to its transaction", email.inbound_id)
         else:
             parsed[email.inbound_id] = ParsedRow(email.sha256, parsed=message)
+            if blobs is not None:
+                _store_attachments(blobs, email.inbound_id, message)
     return parsed
+
+
+def _store_attachments(blobs: BlobStore, inbound_id: int, message: ParsedEmail) -> None:
+    try:
+        for attachment in message.attachments:
+            blobs.put(attachment.data)
+    except OSError as error:
+        log.warning("inbound %s: attachments not stored ahead (%s), left to its transaction", inbound_id, error)
 
 
 class ParsingAhead:
     """The parse of one reserved batch, under way in the helper (small messages) and still to do here (large)."""
 
-    def __init__(self, helper: ParseHelper | None, emails: Sequence[RawEmail]) -> None:
+    def __init__(
+        self, helper: ParseHelper | None, emails: Sequence[RawEmail], blobs: BlobStore | None = None
+    ) -> None:
         self._small = [email for email in emails if len(email.raw) <= HELPER_MAX_BYTES]
         self._large = [email for email in emails if len(email.raw) > HELPER_MAX_BYTES]
         self._helper = helper
-        self._future = helper.submit(self._small) if helper is not None and self._small else None
+        self._blob_root = blobs.root if blobs is not None else None
+        self._future = helper.submit(self._small, self._blob_root) if helper is not None and self._small else None
 
     def result(self) -> dict[int, ParsedRow]:
-        """Every message of the batch parsed (by the worker itself for any the helper did not deliver)."""
-        parsed = parse_raw_emails(self._large)
+        """Every message of the batch parsed, and its attachments stored when a blob store was given (by the
+        worker itself for any the helper did not deliver)."""
+        parsed = parse_raw_emails(self._large, self._blob_root)
         if self._helper is None or self._future is None:
-            parsed.update(parse_raw_emails(self._small))
+            parsed.update(parse_raw_emails(self._small, self._blob_root))
             return parsed
         try:
             parsed.update(self._future.result())
         except Exception as error:  # noqa: BLE001 - the helper died: parse here instead
             log.warning("parse helper failed (%r); the worker parses the batch itself", error)
             self._helper.discard()
-            parsed.update(parse_raw_emails(self._small))
+            parsed.update(parse_raw_emails(self._small, self._blob_root))
         return parsed
 
 
@@ -152,9 +175,12 @@ class ParseHelper:
         future = self._call(os.getpid)
         return future.result() if future is not None else None
 
-    def submit(self, emails: Sequence[RawEmail]) -> Future[dict[int, ParsedRow]] | None:
-        """Parse ``emails`` in the helper; None when there is none (the caller parses them)."""
-        return self._call(parse_raw_emails, list(emails))
+    def submit(
+        self, emails: Sequence[RawEmail], blob_root: Path | None = None
+    ) -> Future[dict[int, ParsedRow]] | None:
+        """Parse ``emails`` in the helper, storing their attachments under ``blob_root`` when given; None when
+        there is no helper (the caller parses them)."""
+        return self._call(parse_raw_emails, list(emails), blob_root)
 
     def _call(self, function: Callable[..., T], *args: object) -> Future[T] | None:
         if self._pool is None and time.monotonic() < self._retry_at:

@@ -177,7 +177,7 @@ def _reserve_batch(
         emails = load_pending_emails(session=read_session, ids=ids, blobs=blobs)
     finally:
         read_session.close()
-    return ids, ParsingAhead(helper, emails)
+    return ids, ParsingAhead(helper, emails, blobs)
 
 
 def _give_back(ids: list[int]) -> None:

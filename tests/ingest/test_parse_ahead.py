@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -9,6 +10,7 @@ import signal
 import pytest
 
 from bench.corpus import generate_corpus
+from centrala.core.blobs import BlobStore
 from centrala.ingest.parse_ahead import (
     HELPER_MAX_BYTES,
     ParseHelper,
@@ -49,6 +51,20 @@ def test_the_helper_parses_every_message_as_the_worker_would(helper):
     assert set(parsed) == {email.inbound_id for email in emails}
     assert parsed[31].parsed is None and "sender" in parsed[31].rejection
     assert parsed[32].parsed.attachments[0].filename == "scan.pdf"
+
+
+def test_parsing_ahead_stores_the_attachments_before_any_transaction(helper, tmp_path):
+    emails = _emails()
+    blobs = BlobStore(tmp_path / "blobs")
+
+    parsed = ParsingAhead(helper, emails, blobs).result()
+
+    attachments = [a for row in parsed.values() if row.parsed for a in row.parsed.attachments]
+    # The corpus' files (stored by the helper) and the large scan (by the worker).
+    assert len(attachments) > 2 and any(a.filename == "scan.pdf" for a in attachments)
+    for attachment in attachments:
+        assert blobs.get(hashlib.sha256(attachment.data).hexdigest()) == attachment.data
+    assert set(blobs.digests()) == {hashlib.sha256(a.data).hexdigest() for a in attachments}
 
 
 def test_a_helper_that_dies_leaves_the_batch_to_the_worker(helper, caplog):
