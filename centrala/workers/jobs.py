@@ -62,6 +62,10 @@ log = logging.getLogger(__name__)
 
 # Due SLA clocks read per query by a check or sweep, which goes on until none is left.
 DUE_CLOCKS_PER_QUERY = 500
+# How often, and after what pause, a drain with nothing else to do tries again the replies whose parent is in
+# another drain's batch, before it leaves them to a drain PARENT_WAIT later.
+PARENT_PAUSES = 20
+PARENT_PAUSE_SECONDS = 0.05
 # The fewest reserved rows a drain's write transaction claims after its first.
 MIN_CLAIM = 8
 # The worker's helper process for parsing the batch a drain records next (settings.ingest_parse_helper).
@@ -108,10 +112,10 @@ def drain_inbound_emails() -> dict[str, int]:
 
     Safe to run any number of times, on any number of workers at once (on PostgreSQL each batch takes its rows
     FOR UPDATE SKIP LOCKED). While one batch is recorded the next is reserved and parsed in the worker's helper
-    process (``parse_ahead``). A reply whose parent is still pending is tried again after the next batch (else by
-    a drain ``PARENT_WAIT`` later). A database error is raised with the batch rolled back; its rows stay pending for
-    the next drain, which the next commit of a new row or the sweeper queues, and the next batch's reservation
-    is given back. After ``ingest_drain_seconds`` the job queues a fresh drain and returns, so that the jobs
+    process (``parse_ahead``). A reply whose parent is still pending is tried again after the next batch, or,
+    with no next batch, after a short pause (``PARENT_PAUSES``), else by a drain ``PARENT_WAIT`` later. A
+    database error is raised with the batch rolled back; its rows stay pending for the next drain, which the
+    next commit of a new row or the sweeper queues, and the next batch's reservation is given back. After ``ingest_drain_seconds`` the job queues a fresh drain and returns, so that the jobs
     waiting behind it (sends, SLA checks) run.
     """
     release_coalesced(DRAIN_EMAILS_KEY)
@@ -125,6 +129,7 @@ def drain_inbound_emails() -> dict[str, int]:
     # Replies whose parent was still pending, tried again right after the next batch: when a batch's rows arrive
     # in a different order than their ids (concurrent SMTP commits), the parent is often in that batch.
     waiting: dict[int, ParsedRow | None] = {}
+    parent_pauses = 0
     while batch is not None:
         ids, parsing = batch
         batch = None
@@ -148,6 +153,14 @@ def drain_inbound_emails() -> dict[str, int]:
         known = {**waiting, **parsed}
         waiting = {o.inbound_id: known.get(o.inbound_id) for o in outcomes if o.reason == PARENT_PENDING}
         counts.update(outcome.status.value for outcome in outcomes if outcome.inbound_id not in waiting)
+        if waiting and batch is None and parent_pauses < PARENT_PAUSES and time.monotonic() < deadline:
+            # Nothing else reserved: their parents are in another drain's batch (another worker's), recorded
+            # within a transaction or two. Try again shortly, with whatever arrived meanwhile, rather than leave
+            # them to a drain the scheduler starts a second or two later.
+            parent_pauses += 1
+            _pause_for_parents()
+            batch = _reserve_batch(settings=settings, blobs=blobs, helper=helper) or ([], ParsingAhead(None, []))
+            continue
         if waiting and batch is None:
             # No next batch here: a drain for when they may go (moved by the scheduler).
             counts["received"] += len(waiting)
@@ -157,6 +170,10 @@ def drain_inbound_emails() -> dict[str, int]:
     if counts:
         log.info("drained inbound e-mail: %s", ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     return dict(counts)
+
+
+def _pause_for_parents() -> None:
+    time.sleep(PARENT_PAUSE_SECONDS)
 
 
 def _reserve_batch(

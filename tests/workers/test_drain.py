@@ -219,6 +219,73 @@ def test_concurrent_drains_never_process_a_row_twice_nor_leave_one(db, job_setti
         assert all(result.get("processed", 0) > 0 for result in results)
 
 
+def test_a_reply_whose_parent_another_drain_holds_goes_onto_its_ticket_in_the_same_drain(
+    db, job_settings, blobs, monkeypatch
+):
+    job_settings()
+    parent, _reply = store(
+        db,
+        [
+            make_mail(message_id="<question@example.cz>"),
+            make_mail(subject="Re: Nefunguje", message_id="<reply@example.cz>", in_reply_to="<question@example.cz>"),
+        ],
+        blobs,
+    )
+    # Another worker's drain has the question reserved and is still recording it.
+    with db() as session:
+        assert reserve_pending_emails(session=session, limit=1, now=clock.now(), hold=timedelta(seconds=60)) == [
+            parent
+        ]
+        session.commit()
+    pauses = []
+
+    def the_other_drain_records_the_question_meanwhile() -> None:
+        pauses.append(1)
+        if len(pauses) == 2:
+            assert jobs.process_inbound_email(parent)["status"] == "processed"
+
+    monkeypatch.setattr(jobs, "_pause_for_parents", the_other_drain_records_the_question_meanwhile)
+
+    assert jobs.drain_inbound_emails() == {"processed": 1}
+
+    assert len(pauses) == 2
+    with db() as session:
+        question, answer = (
+            session.scalars(select(Interaction).where(Interaction.external_id == f"{name}@example.cz")).one()
+            for name in ("question", "reply")
+        )
+        assert answer.ticket_id == question.ticket_id
+        assert answer.thread_reason == "reference"
+    # Nothing left for a later drain.
+    assert get_queue().scheduled_job_registry.get_job_ids() == []
+
+
+def test_a_reply_whose_parent_stays_pending_is_left_to_a_later_drain_after_a_few_pauses(
+    db, job_settings, blobs, monkeypatch
+):
+    job_settings()
+    _parent, reply = store(
+        db,
+        [
+            make_mail(message_id="<question@example.cz>"),
+            make_mail(subject="Re: Nefunguje", message_id="<reply@example.cz>", in_reply_to="<question@example.cz>"),
+        ],
+        blobs,
+    )
+    with db() as session:
+        reserve_pending_emails(session=session, limit=1, now=clock.now(), hold=timedelta(seconds=60))
+        session.commit()
+    pauses = []
+    monkeypatch.setattr(jobs, "_pause_for_parents", lambda: pauses.append(1))
+
+    assert jobs.drain_inbound_emails() == {"received": 1}
+
+    assert len(pauses) == jobs.PARENT_PAUSES
+    with db() as session:
+        assert session.get(InboundEmail, reply).status == InboundStatus.RECEIVED
+    assert len(get_queue().scheduled_job_registry.get_job_ids()) == 1
+
+
 def test_many_committed_rows_queue_one_drain_and_a_started_drain_lets_the_next_row_queue_another(db, blobs):
     queue = get_queue()
 
