@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
@@ -40,6 +40,9 @@ class Base(DeclarativeBase):
     """Declarative base of every Centrala table."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+ModelT = TypeVar("ModelT", bound=Base)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -246,6 +249,12 @@ def next_id(session: Session, model: type[Base]) -> int:
     return next_ids(session, model, 1)[0]
 
 
+def added_rows(session: Session, model: type[ModelT]) -> list[ModelT]:
+    """The rows of ``model`` added to ``session`` and not written yet: an inbound drain writes a whole batch
+    at its end, and a lookup that must see them looks here instead of writing them first."""
+    return [row for row in session.new if isinstance(row, model)]
+
+
 def next_ids(session: Session, model: type[Base], count: int) -> list[int]:
     """Ids for ``count`` rows of ``model`` about to be added in the session's transaction, known before they
     are written: their jobs and the mail quoting them are queued in the same transaction, without a flush.
@@ -269,7 +278,7 @@ def next_ids(session: Session, model: type[Base], count: int) -> list[int]:
                 {"count": count},
             ).scalars()
         )
-    pending = [row for row in session.new if isinstance(row, model)]
+    pending = added_rows(session, model)
     if any(row.id is None for row in pending):
         # Made without an id: SQLite numbers it when it is written, and could give it one of ours. Write it first.
         session.flush()

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from centrala.core.db import next_id
+from centrala.core.db import added_rows, next_id
 from centrala.core.text import single_line, without_nul
 from centrala.tickets.models import (
     Channel,
@@ -66,7 +66,7 @@ def is_participant(*, session: Session, ticket: Ticket, contact: Contact, addres
     if any(
         _same(interaction.ticket, interaction.ticket_id, ticket)
         and (_same(interaction.contact, interaction.contact_id, contact) or address in (interaction.cc_addresses or ()))
-        for interaction in unwritten_interactions(session)
+        for interaction in added_rows(session, Interaction)
     ):
         return True
     with session.no_autoflush:
@@ -79,12 +79,6 @@ def is_participant(*, session: Session, ticket: Ticket, contact: Contact, addres
 def _same(related: Ticket | Contact | None, related_id: int | None, row: Ticket | Contact) -> bool:
     """Whether an unwritten row's relation (set as an object, or only as an id) is ``row``."""
     return related is row or (related_id is not None and related_id == row.id)
-
-
-def unwritten_interactions(session: Session) -> list[Interaction]:
-    """The interactions added in ``session`` and not written yet: an inbound drain writes those of a whole batch
-    at its end, and a lookup that must see them looks here instead of writing them first."""
-    return [row for row in session.new if isinstance(row, Interaction)]
 
 
 def follow_merges(*, session: Session, ticket: Ticket) -> Ticket:
@@ -161,7 +155,7 @@ def _find_email_thread(
         ).all()
         ticket_by_reference: dict[str, Ticket | int] = {external_id: ticket_id for external_id, ticket_id in rows}
         wanted = set(references)
-        for interaction in unwritten_interactions(session):
+        for interaction in added_rows(session, Interaction):
             if interaction.external_id in wanted and interaction.channel is Channel.EMAIL:
                 on = interaction.ticket if interaction.ticket is not None else interaction.ticket_id
                 if on is not None:
@@ -191,7 +185,7 @@ def _get_ticket(session: Session, ticket_id: int) -> Ticket | None:
     """The ticket with ``ticket_id``, written or only added to the session (a new ticket has its id at once)."""
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
-        ticket = next((row for row in session.new if isinstance(row, Ticket) and row.id == ticket_id), None)
+        ticket = next((row for row in added_rows(session, Ticket) if row.id == ticket_id), None)
     return ticket
 
 
