@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
 import phonenumbers
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -157,6 +158,8 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 # session.info key: who owns each address a batch's senders write from, looked up once for the transaction.
 _KNOWN_SENDERS_KEY = "centrala.contacts_by_email"
+# The new senders' addresses a PostgreSQL transaction holds against other drains (``senders_looked_up``).
+_HELD_ADDRESSES_KEY = "centrala.held_sender_addresses"
 
 
 @contextmanager
@@ -167,6 +170,7 @@ def senders_looked_up(*, session: Session, addresses: Iterable[str]) -> Iterator
     Only for a transaction that does not move addresses between contacts (merge, edit) meanwhile: a contact
     created in the block is remembered; one whose creation was rolled back (a failed message's savepoint) is
     looked up again. Invalid addresses are left out; the message that has one fails as it would without this.
+    On PostgreSQL the transaction holds the addresses nobody owns yet until it ends, against other drains.
     """
     wanted = set()
     for address in addresses:
@@ -176,17 +180,45 @@ def senders_looked_up(*, session: Session, addresses: Iterable[str]) -> Iterator
             continue
     known: dict[str, Contact | None] = dict.fromkeys(wanted)
     if wanted:
-        owners = session.execute(
-            select(ContactEmail.address, Contact)
-            .join(Contact, ContactEmail.contact_id == Contact.id)
-            .where(ContactEmail.address.in_(wanted))
-        )
-        known.update((address, contact) for address, contact in owners)
+        known.update(_owners(session=session, addresses=wanted))
+    if is_postgresql(session):
+        # Other drains may be creating the same new senders. Each unknown address is held until this transaction
+        # ends (an advisory lock, taken in one order by every drain, so that none waits in a circle) and looked
+        # up again: a drain that created it meanwhile has committed it. While held no drain creates it, so a new
+        # contact is written with the batch, without a savepoint of its own.
+        unknown = sorted(address for address, contact in known.items() if contact is None)
+        if unknown:
+            _hold_addresses(session=session, addresses=unknown)
+            known.update(_owners(session=session, addresses=unknown))
+            session.info[_HELD_ADDRESSES_KEY] = frozenset(unknown)
     session.info[_KNOWN_SENDERS_KEY] = known
     try:
         yield
     finally:
         session.info.pop(_KNOWN_SENDERS_KEY, None)
+        session.info.pop(_HELD_ADDRESSES_KEY, None)
+
+
+def _owners(*, session: Session, addresses: Iterable[str]) -> list[tuple[str, Contact]]:
+    owners = session.execute(
+        select(ContactEmail.address, Contact)
+        .join(Contact, ContactEmail.contact_id == Contact.id)
+        .where(ContactEmail.address.in_(list(addresses)))
+    )
+    return [(address, contact) for address, contact in owners]
+
+
+def _hold_addresses(*, session: Session, addresses: Iterable[str]) -> None:
+    """PostgreSQL: hold each address against other holders until the transaction ends, in ascending key order."""
+    keys = sorted({_address_lock_key(address) for address in addresses})
+    session.connection().execute(
+        text("SELECT count(pg_advisory_xact_lock(key)) FROM unnest(CAST(:keys AS bigint[])) AS key"), {"keys": keys}
+    )
+
+
+def _address_lock_key(address: str) -> int:
+    digest = hashlib.blake2b(f"centrala contact e-mail {address}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def match_or_create_contact_by_email(*, session: Session, address: str, name: str, now: datetime) -> Contact:
@@ -210,9 +242,10 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
         updated_at=now,
         emails=[ContactEmail(address=address)],
     )
-    if not is_postgresql(session):
-        # SQLite has one writer: nobody can create the same contact meanwhile. Written by the next flush (a
-        # query's, or the new ticket's), not one of its own.
+    if not is_postgresql(session) or address in session.info.get(_HELD_ADDRESSES_KEY, ()):
+        # SQLite has one writer, and on PostgreSQL this transaction holds the address (``senders_looked_up``):
+        # nobody can create the same contact meanwhile. Written by the next flush (a query's, or the batch's),
+        # not one of its own.
         session.add(contact)
     else:
         try:

@@ -8,7 +8,6 @@ import time
 import pytest
 from sqlalchemy import event, func, select
 
-from centrala.core.db import is_postgresql
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.tickets.contacts import (
     create_contact,
@@ -182,6 +181,59 @@ def test_two_transactions_creating_the_same_sender_end_with_one_contact_and_both
         assert check.scalar(select(func.count()).select_from(Organization)) == 1
 
 
+def test_two_drains_meeting_the_same_new_sender_end_with_one_contact_and_no_savepoint(committed_db):
+    """Within ``senders_looked_up`` the second drain waits for the first's commit (PostgreSQL: the address it
+    holds; SQLite: the write lock) and finds its contact; neither writes the new contact in a savepoint."""
+    from centrala.core.db import get_sessionmaker
+    from centrala.tickets.models import Organization
+
+    sessions = get_sessionmaker()
+    statements: list[str] = []
+    engine = sessions().get_bind()
+
+    def listener(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        first = sessions()
+        with senders_looked_up(session=first, addresses=["nova@example.cz", "stara@example.cz"]):
+            created = match_or_create_contact_by_email(session=first, address="nova@example.cz", name="Nová", now=NOW)
+        first.flush()
+        found: list[int] = []
+        errors: list[BaseException] = []
+
+        def second_drain() -> None:
+            with sessions() as second:
+                try:
+                    with senders_looked_up(session=second, addresses=["Nova@Example.cz"]):
+                        contact = match_or_create_contact_by_email(
+                            session=second, address="Nova@Example.cz", name="", now=NOW
+                        )
+                    second.add(Organization(name="Other work of the same batch", created_at=NOW))
+                    second.commit()
+                    found.append(contact.id)
+                except BaseException as error:  # noqa: BLE001 - reported below
+                    errors.append(error)
+
+        thread = threading.Thread(target=second_drain)
+        thread.start()
+        time.sleep(0.5)
+        assert found == [] and thread.is_alive()  # waiting for the first
+        first.commit()
+        thread.join(30)
+        first.close()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+    assert errors == []
+    assert found == [created.id]
+    assert not [statement for statement in statements if "SAVEPOINT" in statement.upper()]
+    with sessions() as check:
+        assert check.scalar(select(func.count()).select_from(ContactEmail)) == 1
+        assert check.scalar(select(func.count()).select_from(Organization)) == 1
+
+
 def match(session, address: str, name: str = "") -> Contact:
     return match_or_create_contact_by_email(session=session, address=address, name=name, now=NOW)
 
@@ -245,7 +297,6 @@ def test_a_new_sender_joins_the_organisation_owning_the_domain_even_one_added_a_
         karel = match(session, "karel@acme.cz", "Karel")
         eva = match(session, "eva@elsewhere.cz", "Eva")
     assert (karel.organization_id, eva.organization_id) == (acme.id, None)
-    if not is_postgresql(session):
-        # With no domain pending, the lookup writes nothing of what the caller has pending (the drain's batch).
-        # PostgreSQL writes each new contact in a savepoint of its own, which writes what is pending first.
-        assert flushes == []
+    # With no domain pending, the lookup writes nothing of what the caller has pending (the drain's batch), nor
+    # does creating the new senders: on PostgreSQL the transaction holds their addresses against other drains.
+    assert flushes == []
