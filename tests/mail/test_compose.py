@@ -204,3 +204,31 @@ def test_header_values_with_line_breaks_or_controls_are_refused(overrides):
 def test_malformed_values_are_refused(overrides):
     with pytest.raises(InvalidInputError):
         compose(**overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"subject": "Printer on floor 3 is offline again", "to": [MailAddress("jana@example.cz", "Jana Novak")]},
+        {"to": [MailAddress("john@example.com", "Doe, John (Sales)")], "cc": [MailAddress("a@example.com", "A. B.")]},
+        {"to": [MailAddress("x@example.com", 'Say "hi"')], "reply_to": "reply+T-1042@example.com"},
+        {"subject": "double  space and trailing space ", "to": [MailAddress("q@example.com", "")]},
+        {"subject": "x" * 68, "auto_submitted": "auto-generated"},  # "Subject: " + 68 = 77
+        {"subject": "x" * 69},  # exactly 78
+        {"subject": "x" * 70},  # one past the line
+        {"subject": "a=?utf-8?q?b?= looks encoded", "to": [MailAddress("long.name.here@example.com", "N" * 60)]},
+        {"attachments": [OutboundAttachment("report; final.pdf", "application/pdf", b"%PDF-1.4")]},
+    ],
+)
+def test_headers_are_written_as_the_stdlib_writes_them(overrides):
+    # Plain one-line headers are written without the stdlib's folder; every header must come out byte for byte
+    # as the folder writes it.
+    message = compose(**overrides)
+    parts = [message, *message.iter_parts()] if message.is_multipart() else [message]
+    stdlib = email.policy.EmailPolicy.fold_binary
+    for part in parts:
+        for name, value in part.raw_items():
+            if name.lower() in ("message-id", "in-reply-to", "references"):
+                continue  # folded between ids on purpose (test_long_message_ids_are_folded_between_ids_never_encoded)
+            assert part.policy.fold_binary(name, value) == stdlib(part.policy, name, value), name
