@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, object_session
 
-from centrala.core.db import autoflush_only_for, batch_cache, next_id, next_ids
+from centrala.core.db import autoflush_only_for, batch_cache
 from centrala.core.queue import enqueue_at_after_commit
 from centrala.core.settings import Settings
 from centrala.tickets.models import (
@@ -268,16 +268,9 @@ def start_clocks_for_new_ticket(*, session: Session, ticket: Ticket, now: dateti
         if target_minutes(policy=policy, priority=ticket.priority, metric=metric) is not None
     ]
     clocks = []
-    for metric, clock_id in zip(metrics, next_ids(session, SlaClock, len(metrics)), strict=True):
+    for metric in metrics:
         clock = _start_clock(
-            session=session,
-            ticket=ticket,
-            policy=policy,
-            metric=metric,
-            cycle=0,
-            now=now,
-            calendar=calendar,
-            clock_id=clock_id,
+            session=session, ticket=ticket, policy=policy, metric=metric, cycle=0, now=now, calendar=calendar
         )
         if clock is not None:
             clocks.append(clock)
@@ -633,17 +626,14 @@ def _start_clock(
     cycle: int,
     now: datetime,
     calendar: BusinessCalendar,
-    clock_id: int | None = None,
 ) -> SlaClock | None:
     target = target_minutes(policy=policy, priority=ticket.priority, metric=metric)
     if target is None:
         return None
     if ticket.id is None:
         session.flush()
+    # Written with the rest of what the message recorded (a drain's whole batch), not by a flush of its own.
     clock = SlaClock(
-        # Its id now, not from a flush of its own (the log names the clock): a new ticket's clocks are written
-        # with the rest of what the message recorded.
-        id=clock_id or next_id(session, SlaClock),
         ticket_id=ticket.id,
         policy=policy,
         metric=metric,
@@ -658,5 +648,5 @@ def _start_clock(
     )
     session.add(clock)
     _schedule(session=session, clock=clock, calendar=calendar)
-    log.info("sla clock %s (%s #%d) started on ticket %s", clock.id, metric.value, cycle, ticket.number)
+    log.info("sla clock %s #%d started on ticket %s", metric.value, cycle, ticket.number)
     return clock
