@@ -243,9 +243,10 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
         emails=[ContactEmail(address=address)],
     )
     if not is_postgresql(session) or address in session.info.get(_HELD_ADDRESSES_KEY, ()):
-        # SQLite has one writer, and on PostgreSQL this transaction holds the address (``senders_looked_up``):
-        # nobody can create the same contact meanwhile. Written by the next flush (a query's, or the batch's),
-        # not one of its own.
+        # SQLite has one writer, and on PostgreSQL this transaction holds the address against other drains
+        # (``senders_looked_up``): no drain creates the same contact meanwhile (one created by hand at that
+        # moment fails the batch's write, and its messages go again one at a time, each in a savepoint).
+        # Written by the next flush (a query's, or the batch's), not one of its own.
         session.add(contact)
     else:
         try:

@@ -115,8 +115,9 @@ def drain_inbound_emails() -> dict[str, int]:
     process (``parse_ahead``). A reply whose parent is still pending is tried again after the next batch, or,
     with no next batch, after a short pause (``PARENT_PAUSES``), else by a drain ``PARENT_WAIT`` later. A
     database error is raised with the batch rolled back; its rows stay pending for the next drain, which the
-    next commit of a new row or the sweeper queues, and the next batch's reservation is given back. After ``ingest_drain_seconds`` the job queues a fresh drain and returns, so that the jobs
-    waiting behind it (sends, SLA checks) run.
+    next commit of a new row or the sweeper queues, and the next batch's reservation is given back. After
+    ``ingest_drain_seconds`` the job queues a fresh drain and returns, so that the jobs waiting behind it
+    (sends, SLA checks) run.
     """
     release_coalesced(DRAIN_EMAILS_KEY)
     settings = get_settings()
