@@ -219,11 +219,10 @@ def test_concurrent_drains_never_process_a_row_twice_nor_leave_one(db, job_setti
         assert all(result.get("processed", 0) > 0 for result in results)
 
 
-def test_a_reply_whose_parent_another_drain_holds_goes_onto_its_ticket_in_the_same_drain(
-    db, job_settings, blobs, monkeypatch
-):
-    job_settings()
-    parent, _reply = store(
+def question_reserved_by_another_drain_and_its_reply(db, blobs) -> tuple[int, int]:
+    """A question and a reply to it, stored; the question reserved by another worker's drain, which is still
+    recording it. Their ledger ids."""
+    parent, reply = store(
         db,
         [
             make_mail(message_id="<question@example.cz>"),
@@ -231,12 +230,19 @@ def test_a_reply_whose_parent_another_drain_holds_goes_onto_its_ticket_in_the_sa
         ],
         blobs,
     )
-    # Another worker's drain has the question reserved and is still recording it.
     with db() as session:
         assert reserve_pending_emails(session=session, limit=1, now=clock.now(), hold=timedelta(seconds=60)) == [
             parent
         ]
         session.commit()
+    return parent, reply
+
+
+def test_a_reply_whose_parent_another_drain_holds_goes_onto_its_ticket_in_the_same_drain(
+    db, job_settings, blobs, monkeypatch
+):
+    job_settings()
+    parent, _reply = question_reserved_by_another_drain_and_its_reply(db, blobs)
     pauses = []
 
     def the_other_drain_records_the_question_meanwhile() -> None:
@@ -264,17 +270,7 @@ def test_a_reply_whose_parent_stays_pending_is_left_to_a_later_drain_after_a_few
     db, job_settings, blobs, monkeypatch
 ):
     job_settings()
-    _parent, reply = store(
-        db,
-        [
-            make_mail(message_id="<question@example.cz>"),
-            make_mail(subject="Re: Nefunguje", message_id="<reply@example.cz>", in_reply_to="<question@example.cz>"),
-        ],
-        blobs,
-    )
-    with db() as session:
-        reserve_pending_emails(session=session, limit=1, now=clock.now(), hold=timedelta(seconds=60))
-        session.commit()
+    _parent, reply = question_reserved_by_another_drain_and_its_reply(db, blobs)
     pauses = []
     monkeypatch.setattr(jobs, "_pause_for_parents", lambda: pauses.append(1))
 
