@@ -98,9 +98,13 @@ def enqueue_at_after_commit(
 
 
 def _add_pending(session: Session, job: PendingJob) -> None:
+    """Keep ``job`` for the commit, unless a job of the same id, or of the same coalescing key, is kept already."""
     pending = session.info.setdefault(_PENDING_KEY, [])
-    if job.job_id is None or all(other.job_id != job.job_id for other in pending):
-        pending.append(job)
+    if job.job_id is not None and any(other.job_id == job.job_id for other in pending):
+        return
+    if job.coalesce_key is not None and any(other.coalesce_key == job.coalesce_key for other in pending):
+        return
+    pending.append(job)
 
 
 def enqueue_coalesced_after_commit(session: Session, func: str, *args: Any, key: str, **options: Any) -> None:
@@ -111,9 +115,7 @@ def enqueue_coalesced_after_commit(session: Session, func: str, *args: Any, key:
     committed after that start gets a job of its own. The mark expires after ``COALESCE_SECONDS``, so a job lost
     with Redis holds nothing up for longer than that (and the sweeper finds its rows anyway).
     """
-    pending = session.info.setdefault(_PENDING_KEY, [])
-    if not any(job.coalesce_key == key for job in pending):
-        pending.append(PendingJob(func, args, None, options, coalesce_key=key))
+    _add_pending(session, PendingJob(func, args, None, options, coalesce_key=key))
 
 
 @contextmanager

@@ -54,6 +54,8 @@ from centrala.tickets.sla import (
 log = logging.getLogger(__name__)
 
 CHECK_DUE_JOB = "centrala.workers.jobs.check_due_sla_clocks"
+# Due clocks read per query by a check or sweep, which goes on until none is left.
+DUE_CLOCKS_PER_QUERY = 500
 OPEN_STATES = (ClockState.RUNNING, ClockState.PAUSED)
 RESPONSE_METRICS = (SlaMetric.FIRST_RESPONSE, SlaMetric.NEXT_RESPONSE)
 CAUSE_WAITING_ON_CUSTOMER = "waiting on customer"
@@ -493,7 +495,9 @@ def check_clock(*, session: Session, clock_id: int, now: datetime, settings: Set
     return fired
 
 
-def find_due_clocks(*, session: Session, now: datetime, grace: timedelta, limit: int = 500) -> list[int]:
+def find_due_clocks(
+    *, session: Session, now: datetime, grace: timedelta, limit: int = DUE_CLOCKS_PER_QUERY
+) -> list[int]:
     """Running clocks whose warning or breach is more than ``grace`` overdue (their job was lost); the index
     on ``next_check_at`` makes this cost the number of such clocks, not the number of open tickets."""
     return list(

@@ -56,12 +56,10 @@ from centrala.tickets.outbox import (
 from centrala.tickets.phone import attach_recording
 from centrala.tickets.phone_models import Call
 from centrala.tickets.retention import archive_closed_tickets
-from centrala.tickets.sla_clocks import check_clock, find_due_clocks
+from centrala.tickets.sla_clocks import DUE_CLOCKS_PER_QUERY, check_clock, find_due_clocks
 
 log = logging.getLogger(__name__)
 
-# Due SLA clocks read per query by a check or sweep, which goes on until none is left.
-DUE_CLOCKS_PER_QUERY = 500
 # How often, and after what pause, a drain with nothing else to do tries again the replies whose parent is in
 # another drain's batch, before it leaves them to a drain PARENT_WAIT later.
 PARENT_PAUSES = 20
