@@ -61,21 +61,18 @@ def up() -> None:
 @app.command()
 def web() -> None:
     """Serve the web application (API, portal, console)."""
-    import gc
-
     import uvicorn
     from sqlalchemy.orm import configure_mappers
 
     from centrala.app import create_app
+    from centrala.core.startup import freeze_loaded_objects
 
     settings = get_settings()
     application = create_app(settings)
     configure_mappers()
-    # Everything loaded by now lives as long as the process: moved out of the cyclic collector's sight, it is no
-    # longer walked by every full collection. Those walked ~170,000 objects, took 50-200 ms each and came every
-    # few console pages of 200 tickets (bench/console.py: the lists' p95 was several times their median).
-    gc.collect()
-    gc.freeze()
+    # The console's lists of 200 tickets had a p95 several times their median (bench/console.py) before this:
+    # full collections walked ~170,000 long-lived objects.
+    freeze_loaded_objects()
     uvicorn.run(
         application,
         host=settings.http_host,

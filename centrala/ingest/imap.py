@@ -54,6 +54,7 @@ from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.errors import ConfigurationError, ConflictError
 from centrala.core.settings import ImapSource, Settings, get_settings
+from centrala.core.startup import freeze_loaded_objects
 from centrala.ingest.ledger import SENT_FOLDER_SOURCE, ArrivedEmail, record_inbound_emails
 from centrala.ingest.models import ImapCursor
 
@@ -591,6 +592,7 @@ def serve_imap(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     if not settings.imap_mailboxes:
         log.info("no IMAP sources configured (CENTRALA_IMAP_MAILBOXES); waiting until stopped")
+    freeze_loaded_objects()
     threads = [
         threading.Thread(
             target=run_imap_source,

@@ -32,6 +32,7 @@ from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.settings import Settings, get_settings
+from centrala.core.startup import freeze_loaded_objects
 from centrala.ingest.ledger import ArrivedEmail, RecordedEmail, record_inbound_emails
 from centrala.ingest.smtp_data import OverLimit, read_mail_data
 
@@ -674,6 +675,7 @@ async def _serve(settings: Settings) -> None:
         except (NotImplementedError, RuntimeError, ValueError):
             log.warning("cannot handle %s here; stop the SMTP server by cancelling it", signum.name)
     server = await start_smtp_server(settings)
+    freeze_loaded_objects()
     try:
         await stop.wait()
         log.info("SMTP server stopping")

@@ -17,6 +17,7 @@ from rq.timeouts import UnixSignalDeathPenalty
 
 from centrala.core.queue import WORKER_TTL_SECONDS, get_queue, get_redis
 from centrala.core.settings import Settings
+from centrala.core.startup import freeze_loaded_objects
 from centrala.workers.jobs import (
     PARSE_HELPER,
     apply_retention,
@@ -24,6 +25,7 @@ from centrala.workers.jobs import (
     sweep_due_outbound,
     sweep_sla_clocks,
     sweep_stale_emails,
+    warm_up,
 )
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     pause = REDIS_RETRY_FIRST_SECONDS
     if settings.ingest_parse_helper:
         PARSE_HELPER.start()
+    warm_up()
+    freeze_loaded_objects()
     while not stop.is_set():
         worked = False
         try:
