@@ -70,6 +70,15 @@ def get_redis() -> redis.Redis:
     return connect_redis(get_settings())
 
 
+def connect_ahead() -> None:
+    """Reach Redis now rather than on the first commit that queues a job (the embedded server's client alone
+    takes a few hundred ms to import); a Redis away now is reported and tried again at that commit."""
+    try:
+        get_redis().ping()
+    except (redis.RedisError, OSError) as error:
+        log.warning("Redis is not reachable yet (%s); jobs are queued once it is, or found by the sweeper", error)
+
+
 def get_queue(connection: redis.Redis | None = None) -> Queue:
     """The work queue; jobs are JSON-serialised (rq's default pickle would let Redis writers run code)."""
     settings = get_settings()

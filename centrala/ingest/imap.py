@@ -53,6 +53,7 @@ from centrala.core import clock
 from centrala.core.blobs import BlobStore
 from centrala.core.db import get_sessionmaker, hide_sql_parameters
 from centrala.core.errors import ConfigurationError, ConflictError
+from centrala.core.queue import connect_ahead
 from centrala.core.settings import ImapSource, Settings, get_settings
 from centrala.core.startup import freeze_loaded_objects
 from centrala.ingest.ledger import SENT_FOLDER_SOURCE, ArrivedEmail, record_inbound_emails
@@ -592,6 +593,7 @@ def serve_imap(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     if not settings.imap_mailboxes:
         log.info("no IMAP sources configured (CENTRALA_IMAP_MAILBOXES); waiting until stopped")
+    connect_ahead()
     freeze_loaded_objects()
     threads = [
         threading.Thread(

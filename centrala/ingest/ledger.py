@@ -98,13 +98,13 @@ def record_inbound_emails(
             rows[digest] = _ledger_values(email=email, digest=digest, now=now, blobs=blobs)
     table = InboundEmail.__table__
     insert = pg_insert if is_postgresql(session) else sqlite_insert
+    # The rows go as parameters, not in values(): SQLAlchemy caches the statement's compiled form for a list of
+    # parameters ("insertmanyvalues", still one INSERT of all the rows), while rows given to values() are part of
+    # the statement and compiled anew every time, which took more CPU than the commit.
     statement = (
-        insert(table)
-        .values(list(rows.values()))
-        .on_conflict_do_nothing(index_elements=["sha256"])
-        .returning(table.c.id, table.c.sha256)
+        insert(table).on_conflict_do_nothing(index_elements=["sha256"]).returning(table.c.id, table.c.sha256)
     )
-    created = {digest: row_id for row_id, digest in session.execute(statement)}
+    created = {digest: row_id for row_id, digest in session.execute(statement, list(rows.values()))}
     missing = [digest for digest in rows if digest not in created]
     existing: dict[str, int] = {}
     if missing:
