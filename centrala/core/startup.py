@@ -9,8 +9,9 @@ def freeze_loaded_objects() -> None:
     """Move every object alive now (modules, classes, mappers, compiled caches) out of the cyclic collector's
     sight: they live as long as the process, and every full collection would walk them all again.
 
-    Measured on a worker before this (bench/ingest.py, 1,000 mails): five full collections took 75 ms each,
-    about a tenth of the worker's time; in the web process they took 50-200 ms every few console pages.
+    Measured on a worker before this (bench/ingest.py, 1,000 mails): two or three full collections during the
+    run, 73-189 ms each, up to a tenth of the worker's time; in the web process 50-200 ms every few console
+    pages.
     """
     gc.collect()
     gc.freeze()
