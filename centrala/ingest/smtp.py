@@ -85,7 +85,9 @@ _AIOSMTPD_MALFORMED_ADDRESS = "553 5.1.3 Error: malformed address"
 # A MAIL FROM or RCPT TO path as nearly every client writes it: <local@domain>, both dot-atoms (RFC 5322
 # §3.2.3), then nothing or parameters after a space. Its address is the text between the brackets.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*)@{_ATEXT}(?:\.{_ATEXT})*>(?:[ \t]+(?=[^ \t(])|\Z)")
+_PLAIN_PATH = re.compile(
+    rf"<(?P<address>(?P<local>{_ATEXT}(?:\.{_ATEXT})*)@{_ATEXT}(?:\.{_ATEXT})*)>(?:[ \t]+(?=[^ \t(])|\Z)"
+)
 
 
 def is_valid_address(address: str) -> bool:
@@ -491,9 +493,9 @@ class InboundSMTP(SMTP):
         plain = _PLAIN_PATH.match(arg) if arg else None
         if plain is None:
             return super()._getaddr(arg)
-        if self.local_part_limit and len(plain.group(1)) > self.local_part_limit:
+        if self.local_part_limit and len(plain["local"]) > self.local_part_limit:
             return None, None
-        return arg[1 : arg.index(">")], arg[plain.end() :]
+        return plain["address"], arg[plain.end() :]
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:

@@ -78,7 +78,8 @@ def warm_up() -> None:
     0.1-0.4 s in the worker's first drain). Without the database the jobs load them when they need them."""
     configure_mappers()
     try:
-        with session_scope() as session:
+        # A read-only session: on SQLite a write transaction would wait for the SMTP server's commits.
+        with get_read_sessionmaker()() as session:
             today = clock.now().date()
             for row in session.scalars(select(BusinessCalendarRow)):
                 row.to_calendar().is_holiday(today)

@@ -4,7 +4,6 @@ not wait for it; and it starts all the same when the database cannot tell it wha
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -52,13 +51,7 @@ def test_a_worker_loads_every_business_calendar_and_this_years_holidays_before_i
 
 def test_a_worker_whose_database_is_not_set_up_yet_still_starts_and_says_so(tmp_path, monkeypatch, caplog):
     empty = create_engine(f"sqlite:///{tmp_path / 'not-migrated.db'}")
-
-    @contextmanager
-    def unmigrated_session():
-        with sessionmaker(bind=empty)() as session:
-            yield session
-
-    monkeypatch.setattr(jobs, "session_scope", unmigrated_session)
+    monkeypatch.setattr(jobs, "get_read_sessionmaker", lambda: sessionmaker(bind=empty))
     with caplog.at_level(logging.WARNING, logger=jobs.__name__):
         jobs.warm_up()
     assert "could not load the business calendars" in caplog.text
