@@ -102,6 +102,7 @@ def run_floor(
     try:
         metadata.create_all(engine)
         try:
+            compression = _compress_like_the_ledger(engine, table)
             insert = table.insert()
             with engine.connect() as connection:
                 started = time.perf_counter()
@@ -135,6 +136,7 @@ def run_floor(
         "seconds": round(seconds, 3),
         "mean_kb": round(sum(map(len, corpus)) / max(n, 1) / 1024, 2),
         "bodies_unreadable": unreadable,
+        **({"compression": compression} if compression else {}),
     }
 
 
@@ -148,6 +150,21 @@ def _configure_sqlite(engine: Engine, journal: str) -> None:
             cursor.execute("PRAGMA synchronous=NORMAL")
         # "default" leaves SQLite's rollback journal (journal_mode=DELETE, synchronous=FULL) alone.
         cursor.close()
+
+
+def _compress_like_the_ledger(engine: Engine, table: Table) -> str | None:
+    """On PostgreSQL with LZ4, store ``raw`` compressed with it, as the service's ledger does (migration 0018):
+    the floor pays for the same compression of the same bytes. The method used, None on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.begin() as connection:
+        offered = connection.exec_driver_sql(
+            "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+        ).scalar()
+        if offered and "lz4" in offered:
+            connection.exec_driver_sql(f"ALTER TABLE {table.name} ALTER COLUMN raw SET COMPRESSION lz4")
+            return "lz4"
+    return "pglz"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

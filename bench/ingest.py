@@ -476,6 +476,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         floor = _floor_for(engine, [mail.raw for mail in mails])
         result["floor_database"] = floor["database"]
         result["floor_mails_per_s"] = floor["mails_per_s"]
+        if "compression" in floor:
+            result["floor_compression"] = floor["compression"]
         result["ratio_to_floor"] = (
             round(result["mails_per_s"] / floor["mails_per_s"], 3) if floor["mails_per_s"] else None
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import Request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -233,6 +233,17 @@ def is_postgresql(session_or_engine: Session | Engine) -> bool:
     """Whether the session or engine talks to PostgreSQL."""
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def lz4_available(connection: Connection) -> bool:
+    """Whether the database compresses column values with LZ4 on request: PostgreSQL 14 or later built with it
+    (Debian's and the official images are). SQLite stores values as they come."""
+    if connection.dialect.name != "postgresql":
+        return False
+    offered = connection.exec_driver_sql(
+        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+    ).scalar()
+    return offered is not None and "lz4" in offered
 
 
 def autoflush_only_for(session: Session, *models: type[Base]) -> AbstractContextManager[object]:

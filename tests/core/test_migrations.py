@@ -46,3 +46,42 @@ def test_upgrading_a_database_with_history_keeps_every_row(tmp_path):
     engine.dispose()
     assert counts == {"contact": 1, "contact_email": 1, "ticket": 1, "interaction": 1, "interaction_fts": 1}
     assert enforced == 1
+
+
+def test_message_columns_store_large_values_compressed_with_lz4_where_the_server_offers_it(session, tmp_path):
+    """A whole message in the ledger and its text on the timeline are stored compressed with LZ4 on a PostgreSQL
+    server that has it (cheaper for the server than its own pglz), and read back byte for byte everywhere."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select, text
+
+    from centrala.core.blobs import BlobStore
+    from centrala.core.db import lz4_available
+    from centrala.ingest.ledger import record_inbound_email
+    from centrala.ingest.models import InboundEmail
+    from tests.factories import make_interaction
+
+    body = "Dobrý den, faktura za březen nesouhlasí s objednávkou č. 4471.\r\n" * 400  # ~26 KB, compressible
+    raw = (
+        "From: Jana Nováková <jana@example.cz>\r\nTo: support@localhost\r\nSubject: Faktura\r\n"
+        "Message-ID: <lz4-ledger@example.cz>\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n" + body
+    ).encode()
+    recorded = record_inbound_email(
+        session=session, raw=raw, mailbox="support@localhost", mail_from="jana@example.cz",
+        rcpt_tos=["support@localhost"], now=datetime(2026, 11, 24, 9, 0, tzinfo=UTC), blobs=BlobStore(tmp_path),
+    )
+    interaction = make_interaction(session, text=body)
+    session.flush()
+    session.expire_all()
+
+    assert session.scalar(select(InboundEmail.raw).where(InboundEmail.id == recorded.id)) == raw
+    assert session.get(type(interaction), interaction.id).text == body
+    connection = session.connection()
+    if lz4_available(connection):
+        methods = connection.execute(
+            text("SELECT (SELECT pg_column_compression(raw) FROM inbound_email WHERE id = :row), "
+                 "(SELECT pg_column_compression(text) FROM interaction WHERE id = :interaction)"),
+            {"row": recorded.id, "interaction": interaction.id},
+        ).one()
+        assert tuple(methods) == ("lz4", "lz4")
