@@ -42,6 +42,8 @@ from centrala.tickets.models import (
 from centrala.tickets.outbox import acknowledgement_facts_looked_up, mark_bounced, queue_acknowledgement
 from centrala.tickets.sla_clocks import on_agent_response, on_customer_message, start_clocks_for_new_ticket
 from centrala.tickets.tickets import (
+    MAX_BATCH_REFERENCES,
+    MAX_THREAD_REFERENCES,
     ThreadMatch,
     ThreadReason,
     add_interaction,
@@ -49,6 +51,7 @@ from centrala.tickets.tickets import (
     is_past_reopen_window,
     note_customer_activity,
     open_ticket,
+    references_looked_up,
 )
 
 log = logging.getLogger(__name__)
@@ -185,11 +188,17 @@ def process_pending_emails(
     rows = claim_pending_emails(session=session, limit=limit, ids=ids)
     parsed = parsed or {}
     session.info[_ABSENT_KEY] = _absent_external_ids(session=session, rows=rows, parsed=parsed)
-    senders = [found.parsed.from_address for row in rows if (found := parsed.get(row.id)) and found.parsed]
+    messages = [found.parsed for row in rows if (found := parsed.get(row.id)) and found.parsed]
+    senders = [message.from_address for message in messages]
+    references = [reference for message in messages for reference in message.referenced_ids]
+    # First the parents still pending in other drains' batches, then the written ones (references_looked_up):
+    # a parent committed between the two lookups is seen pending and waited for, never missed by both.
+    session.info[_PENDING_PARENTS_KEY] = _pending_parents(session=session, rows=rows, references=references, now=now)
     try:
         with (
             batch_cache_scope(session, cache),
             senders_looked_up(session=session, addresses=senders),
+            references_looked_up(session=session, referenced_ids=references),
             acknowledgement_facts_looked_up(session=session, recipients=senders, now=now, settings=settings),
         ):
             return _process_claimed(
@@ -197,10 +206,45 @@ def process_pending_emails(
             )
     finally:
         session.info.pop(_ABSENT_KEY, None)
+        session.info.pop(_PENDING_PARENTS_KEY, None)
 
 
 # The session.info key of the Message-IDs of a transaction's rows that no interaction had when it began.
 _ABSENT_KEY = "centrala.absent_external_ids"
+# The session.info key of the pending rows that the transaction's replies may answer (``_pending_parents``).
+_PENDING_PARENTS_KEY = "centrala.pending_parents"
+
+
+@dataclass(frozen=True)
+class _PendingParents:
+    """Rows pending when a transaction began that its replies may answer: ``(id, message_id, reserved)`` of each
+    row whose Message-ID is among ``references``, or that another drain had reserved without noting its
+    Message-ID yet (``reserved``)."""
+
+    references: frozenset[str]
+    rows: tuple[tuple[int, str | None, bool], ...]
+
+
+def _pending_parents(
+    *, session: Session, rows: Sequence[InboundEmail], references: Sequence[str], now: datetime
+) -> _PendingParents | None:
+    """One query for what ``_parent_pending`` asks of each reply of the batch; None when there is nothing to ask
+    or too much for one query (each reply then asks for itself)."""
+    wanted = frozenset(references)
+    if not wanted or not rows or len(wanted) > MAX_BATCH_REFERENCES:
+        return None
+    with session.no_autoflush:
+        found = session.execute(
+            select(InboundEmail.id, InboundEmail.message_id, InboundEmail.queued_at > now).where(
+                InboundEmail.status == InboundStatus.RECEIVED,
+                InboundEmail.id < max(row.id for row in rows),
+                or_(
+                    InboundEmail.message_id.in_(wanted),
+                    and_(InboundEmail.message_id.is_(None), InboundEmail.queued_at > now),
+                ),
+            )
+        ).all()
+    return _PendingParents(wanted, tuple((row_id, message_id, bool(reserved)) for row_id, message_id, reserved in found))
 
 
 def _absent_external_ids(
@@ -292,13 +336,21 @@ def _parent_pending(*, session: Session, row: InboundEmail, parsed: ParsedEmail,
     """
     if not parsed.referenced_ids or now - row.received_at > PARENT_WAIT_LIMIT:
         return False
+    known: _PendingParents | None = session.info.get(_PENDING_PARENTS_KEY)
+    if known is not None and known.references.issuperset(parsed.referenced_ids):
+        references = set(parsed.referenced_ids)
+        return any(
+            _still_pending(session, candidate)
+            for candidate, message_id, reserved in known.rows
+            if candidate < row.id and (message_id in references if message_id is not None else reserved)
+        )
     with session.no_autoflush:
         candidates = session.scalars(
             select(InboundEmail.id).where(
                 InboundEmail.status == InboundStatus.RECEIVED,
                 InboundEmail.id < row.id,
                 or_(
-                    InboundEmail.message_id.in_(parsed.referenced_ids[:100]),
+                    InboundEmail.message_id.in_(parsed.referenced_ids[:MAX_THREAD_REFERENCES]),
                     # Reserved by another drain that has not written the Message-IDs of its batch yet.
                     and_(InboundEmail.message_id.is_(None), InboundEmail.queued_at > now),
                 ),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -93,6 +94,55 @@ def follow_merges(*, session: Session, ticket: Ticket) -> Ticket:
     return ticket
 
 
+# The most Message-IDs of a message's references that threading looks at (a long chain names the oldest first).
+MAX_THREAD_REFERENCES = 100
+# Above this many Message-IDs a batch's references are looked up per message, in queries of a sane size.
+MAX_BATCH_REFERENCES = 5000
+_KNOWN_REFERENCES_KEY = "centrala.known_references"
+
+
+@contextmanager
+def references_looked_up(*, session: Session, referenced_ids: Iterable[str]) -> Iterator[None]:
+    """Within the block, ``find_email_thread`` learns which written messages ``referenced_ids`` name, and their
+    tickets, from one query for a batch of inbound mail instead of one or two per reply.
+
+    What another transaction writes while the block runs is not seen. The inbound drain looks for pending
+    parents in other drains' batches before it enters the block, so a parent committed in between is waited
+    for rather than missed (``process_pending_emails``).
+    """
+    wanted = frozenset(referenced_ids)
+    if not wanted or len(wanted) > MAX_BATCH_REFERENCES:
+        yield
+        return
+    with session.no_autoflush:
+        rows = session.execute(
+            select(Interaction.external_id, Ticket)
+            .join(Ticket, Interaction.ticket_id == Ticket.id)
+            .where(Interaction.channel == Channel.EMAIL, Interaction.external_id.in_(wanted))
+        ).all()
+    # The tickets themselves are kept here: the session's identity map holds them only while they are in use.
+    session.info[_KNOWN_REFERENCES_KEY] = (wanted, {external_id: ticket for external_id, ticket in rows})
+    try:
+        yield
+    finally:
+        session.info.pop(_KNOWN_REFERENCES_KEY, None)
+
+
+def _written_references(session: Session, references: Sequence[str]) -> dict[str, Ticket | int]:
+    """The ticket (or its id) of each written e-mail interaction among ``references``."""
+    known = session.info.get(_KNOWN_REFERENCES_KEY)
+    if known is not None and known[0].issuperset(references):
+        return {reference: known[1][reference] for reference in references if reference in known[1]}
+    rows = session.execute(
+        select(Interaction.external_id, Interaction.ticket_id).where(
+            Interaction.channel == Channel.EMAIL,
+            Interaction.external_id.in_(references),
+            Interaction.ticket_id.is_not(None),
+        )
+    ).all()
+    return {external_id: ticket_id for external_id, ticket_id in rows}
+
+
 def find_email_thread(
     *,
     session: Session,
@@ -145,15 +195,8 @@ def _find_email_thread(
             return ThreadMatch(follow_merges(session=session, ticket=ticket), reason)
     refused: ThreadReason | None = None
     if referenced_ids:
-        references = list(referenced_ids)[:100]
-        rows = session.execute(
-            select(Interaction.external_id, Interaction.ticket_id).where(
-                Interaction.channel == Channel.EMAIL,
-                Interaction.external_id.in_(references),
-                Interaction.ticket_id.is_not(None),
-            )
-        ).all()
-        ticket_by_reference: dict[str, Ticket | int] = {external_id: ticket_id for external_id, ticket_id in rows}
+        references = list(referenced_ids)[:MAX_THREAD_REFERENCES]
+        ticket_by_reference = _written_references(session, references)
         wanted = set(references)
         for interaction in added_rows(session, Interaction):
             if interaction.external_id in wanted and interaction.channel is Channel.EMAIL:

@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from centrala.core import clock
 from centrala.core.db import get_sessionmaker, is_postgresql
@@ -491,3 +491,47 @@ def test_a_reply_whose_parent_is_in_the_next_batch_waits_for_that_batch_not_for_
         )
     assert tickets["reply@example.cz"] == tickets["parent@example.cz"]
     assert len(set(tickets.values())) == 3
+
+
+def test_a_batch_of_replies_finds_their_tickets_and_pending_parents_in_a_fixed_number_of_queries(
+    db, job_settings, blobs
+):
+    """Every reply of a batch is threaded onto its parent's ticket, and the lookups that find the parent (written
+    or still pending) are made once for the batch: eight replies cost the queries that two do."""
+    job_settings(ingest_transaction_ms=60_000)
+    parents = [
+        make_mail(sender=f"Zákazník {n} <customer{n}@example.cz>", subject=f"Dotaz {n}",
+                  message_id=f"<parent-{n}@example.cz>")
+        for n in range(4)
+    ]
+    store(db, parents, blobs)
+    assert jobs.drain_inbound_emails() == {"processed": 4}
+    engine = get_sessionmaker().kw["bind"]
+
+    def lookups_for_replies(first: int, count: int) -> int:
+        replies = [
+            make_mail(sender=f"Zákazník {n % 4} <customer{n % 4}@example.cz>", subject=f"Re: Dotaz {n % 4}",
+                      message_id=f"<reply-{n}@example.cz>", in_reply_to=f"<parent-{n % 4}@example.cz>")
+            for n in range(first, first + count)
+        ]
+        store(db, replies, blobs)
+        statements = []
+
+        def seen(_conn, _cursor, statement, *_args):
+            if statement.lstrip().upper().startswith("SELECT") and (
+                "FROM interaction" in statement or "FROM inbound_email" in statement
+            ):
+                statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert jobs.drain_inbound_emails() == {"processed": count}
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        return len(statements)
+
+    assert lookups_for_replies(0, 2) == lookups_for_replies(2, 8)
+    with db() as session:
+        ticket_of = dict(session.execute(select(Interaction.external_id, Interaction.ticket_id)).all())
+    for n in range(10):
+        assert ticket_of[f"reply-{n}@example.cz"] == ticket_of[f"parent-{n % 4}@example.cz"]
