@@ -332,7 +332,8 @@ def _parent_pending(*, session: Session, row: InboundEmail, parsed: ParsedEmail,
     after the reply's receipt. Pending rows carry their Message-ID from the parse ahead of their batch.
 
     Nothing is written for the lookup: a row this transaction has done with and not written yet (the drain
-    writes its batch at the end) is still pending in the database, and is told apart by its state here.
+    writes its batch at the end) is still pending in the database, and is told apart by its state here. In a
+    drain's batch the pending rows were looked up once for all its replies (``_pending_parents``).
     """
     if not parsed.referenced_ids or now - row.received_at > PARENT_WAIT_LIMIT:
         return False
