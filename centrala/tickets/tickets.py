@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from centrala.core.db import added_rows, next_id
@@ -126,6 +126,15 @@ def references_looked_up(*, session: Session, referenced_ids: Iterable[str]) -> 
         yield
     finally:
         session.info.pop(_KNOWN_REFERENCES_KEY, None)
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_references_on_flush(session: Session, _flush_context: object) -> None:
+    """Once the transaction writes what it added, its new interactions leave the added rows that
+    ``find_email_thread`` looks through and are not in what ``references_looked_up`` found either: from then on
+    each message asks for itself. (A drain's batch is written when it ends; a flush in between is rare.)"""
+    if session.info.get(_KNOWN_REFERENCES_KEY) is not None:
+        session.info[_KNOWN_REFERENCES_KEY] = None
 
 
 def _written_references(session: Session, references: Sequence[str]) -> dict[str, Ticket | int]:

@@ -535,3 +535,26 @@ def test_a_batch_of_replies_finds_their_tickets_and_pending_parents_in_a_fixed_n
         ticket_of = dict(session.execute(select(Interaction.external_id, Interaction.ticket_id)).all())
     for n in range(10):
         assert ticket_of[f"reply-{n}@example.cz"] == ticket_of[f"parent-{n % 4}@example.cz"]
+
+
+def test_a_reply_threads_onto_a_message_of_its_own_batch_written_before_it_by_a_flush(db, job_settings, blobs):
+    """A message with an inline image is written at once (its HTML must name the image's stored id), and with it
+    everything the batch had recorded: a reply later in the batch to one of those messages still finds it."""
+    job_settings(ingest_transaction_ms=60_000)
+    question = make_mail(subject="Dotaz", message_id="<question@example.cz>")
+    screenshot = (
+        b"From: petr@example.cz\r\nTo: support@localhost\r\nSubject: screenshot\r\nMessage-ID: <shot@example.cz>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=rel\r\n\r\n"
+        b'--rel\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>See <img src="cid:shot1@example.cz"></p>\r\n'
+        b"--rel\r\nContent-Type: image/png\r\nContent-ID: <shot1@example.cz>\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: inline; filename=shot.png\r\n\r\niVBORw0KGgo=\r\n--rel--\r\n"
+    )
+    reply = make_mail(subject="Re: Dotaz", message_id="<answer@example.cz>", in_reply_to="<question@example.cz>")
+    store(db, [question, screenshot, reply], blobs)
+
+    assert jobs.drain_inbound_emails() == {"processed": 3}
+
+    with db() as session:
+        ticket_of = dict(session.execute(select(Interaction.external_id, Interaction.ticket_id)).all())
+    assert ticket_of["answer@example.cz"] == ticket_of["question@example.cz"]
+    assert ticket_of["shot@example.cz"] != ticket_of["question@example.cz"]
