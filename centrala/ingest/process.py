@@ -40,7 +40,12 @@ from centrala.tickets.models import (
     TicketStatus,
 )
 from centrala.tickets.outbox import acknowledgement_facts_looked_up, mark_bounced, queue_acknowledgement
-from centrala.tickets.sla_clocks import on_agent_response, on_customer_message, start_clocks_for_new_ticket
+from centrala.tickets.sla_clocks import (
+    clocks_looked_up,
+    on_agent_response,
+    on_customer_message,
+    start_clocks_for_new_ticket,
+)
 from centrala.tickets.tickets import (
     MAX_BATCH_REFERENCES,
     MAX_THREAD_REFERENCES,
@@ -198,7 +203,8 @@ def process_pending_emails(
         with (
             batch_cache_scope(session, cache),
             senders_looked_up(session=session, addresses=senders),
-            references_looked_up(session=session, referenced_ids=references),
+            references_looked_up(session=session, referenced_ids=references) as continued,
+            clocks_looked_up(session=session, ticket_ids={ticket.id for ticket in continued}),
             acknowledgement_facts_looked_up(session=session, recipients=senders, now=now, settings=settings),
         ):
             return _process_claimed(

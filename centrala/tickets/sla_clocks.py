@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session, object_session
 
 from centrala.core.db import autoflush_only_for, batch_cache
@@ -601,6 +601,42 @@ def escalate(*, session: Session, clock: SlaClock, kind: str, now: datetime, set
 # --- helpers --------------------------------------------------------------------------------------------------
 
 
+_KNOWN_CLOCKS_KEY = "centrala.known_clocks"
+
+
+@contextmanager
+def clocks_looked_up(*, session: Session, ticket_ids: Iterable[int]) -> Iterator[None]:
+    """Within the block, the clocks of the tickets ``ticket_ids`` are read from one query made at its start
+    instead of one per message: for a batch of inbound mail, the tickets its replies continue.
+
+    What the block knows stays right while nothing is written: the clocks are the session's own objects, so
+    their changes show; a clock added to or deleted from one of these tickets is pending, and that ticket's
+    clocks are then read again with a flush; any flush ends what the block knows (``_forget_clocks_on_flush``).
+    """
+    wanted = set(ticket_ids)
+    if not wanted:
+        yield
+        return
+    known: dict[int, list[SlaClock]] = {ticket_id: [] for ticket_id in wanted}
+    with session.no_autoflush:
+        for clock in session.scalars(
+            select(SlaClock).where(SlaClock.ticket_id.in_(wanted)).order_by(SlaClock.id)
+        ):
+            known[clock.ticket_id].append(clock)
+    session.info[_KNOWN_CLOCKS_KEY] = known
+    try:
+        yield
+    finally:
+        session.info.pop(_KNOWN_CLOCKS_KEY, None)
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_clocks_on_flush(session: Session, _flush_context: object) -> None:
+    """A flush writes the clocks added or deleted in the session, which ``clocks_looked_up`` does not follow."""
+    if session.info.get(_KNOWN_CLOCKS_KEY) is not None:
+        session.info[_KNOWN_CLOCKS_KEY] = None
+
+
 def _clocks(*, session: Session, ticket: Ticket) -> list[SlaClock]:
     statement = select(SlaClock).where(SlaClock.ticket_id == ticket.id).order_by(SlaClock.id)
     if ticket.id is None or any(
@@ -608,6 +644,9 @@ def _clocks(*, session: Session, ticket: Ticket) -> list[SlaClock]:
         for pending in (*session.new, *session.deleted)
     ):
         return list(session.scalars(statement))
+    known = session.info.get(_KNOWN_CLOCKS_KEY)
+    if known is not None and ticket.id in known:
+        return list(known[ticket.id])
     # Only a clock of this ticket added or deleted since the last flush could be missing from the answer, or
     # wrongly in it; what else is pending (a reply's interaction, the ticket's new status, other tickets'
     # clocks) goes out with the caller's next flush instead of one of its own.

@@ -102,9 +102,9 @@ _KNOWN_REFERENCES_KEY = "centrala.known_references"
 
 
 @contextmanager
-def references_looked_up(*, session: Session, referenced_ids: Iterable[str]) -> Iterator[None]:
+def references_looked_up(*, session: Session, referenced_ids: Iterable[str]) -> Iterator[list[Ticket]]:
     """Within the block, ``find_email_thread`` learns which written messages ``referenced_ids`` name, and their
-    tickets, from one query for a batch of inbound mail instead of one or two per reply.
+    tickets, from one query for a batch of inbound mail instead of one or two per reply. Gives those tickets.
 
     What another transaction writes while the block runs is not seen. The inbound drain looks for pending
     parents in other drains' batches before it enters the block, so a parent committed in between is waited
@@ -112,7 +112,7 @@ def references_looked_up(*, session: Session, referenced_ids: Iterable[str]) -> 
     """
     wanted = frozenset(referenced_ids)
     if not wanted or len(wanted) > MAX_BATCH_REFERENCES:
-        yield
+        yield []
         return
     with session.no_autoflush:
         rows = session.execute(
@@ -121,9 +121,10 @@ def references_looked_up(*, session: Session, referenced_ids: Iterable[str]) -> 
             .where(Interaction.channel == Channel.EMAIL, Interaction.external_id.in_(wanted))
         ).all()
     # The tickets themselves are kept here: the session's identity map holds them only while they are in use.
-    session.info[_KNOWN_REFERENCES_KEY] = (wanted, {external_id: ticket for external_id, ticket in rows})
+    tickets = {external_id: ticket for external_id, ticket in rows}
+    session.info[_KNOWN_REFERENCES_KEY] = (wanted, tickets)
     try:
-        yield
+        yield list(tickets.values())
     finally:
         session.info.pop(_KNOWN_REFERENCES_KEY, None)
 

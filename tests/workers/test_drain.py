@@ -20,16 +20,21 @@ from centrala.ingest.ledger import DRAIN_EMAILS_JOB, ArrivedEmail, record_inboun
 from centrala.ingest.models import InboundEmail, InboundStatus
 from centrala.ingest.process import PARENT_WAIT, reserve_pending_emails
 from centrala.tickets.models import (
+    ClockState,
     Contact,
     Direction,
     Interaction,
     OutboundEmail,
     OutboundKind,
     OutboundState,
+    SlaClock,
+    SlaMetric,
+    SlaPolicy,
     Ticket,
 )
-from centrala.tickets.outbox import SEND_DUE_JOB
+from centrala.tickets.outbox import SEND_DUE_JOB, queue_reply
 from centrala.workers import jobs
+from tests.factories import make_agent
 from tests.support.mails import make_dsn, make_mail
 
 SENDERS = 7
@@ -493,11 +498,12 @@ def test_a_reply_whose_parent_is_in_the_next_batch_waits_for_that_batch_not_for_
     assert len(set(tickets.values())) == 3
 
 
-def test_a_batch_of_replies_finds_their_tickets_and_pending_parents_in_a_fixed_number_of_queries(
+def test_a_batch_of_replies_finds_their_tickets_parents_and_clocks_in_a_fixed_number_of_queries(
     db, job_settings, blobs
 ):
     """Every reply of a batch is threaded onto its parent's ticket, and the lookups that find the parent (written
-    or still pending) are made once for the batch: eight replies cost the queries that two do."""
+    or still pending) and its ticket's SLA clocks are made once for the batch: eight replies cost the queries
+    that two do."""
     job_settings(ingest_transaction_ms=60_000)
     parents = [
         make_mail(sender=f"Zákazník {n} <customer{n}@example.cz>", subject=f"Dotaz {n}",
@@ -518,8 +524,8 @@ def test_a_batch_of_replies_finds_their_tickets_and_pending_parents_in_a_fixed_n
         statements = []
 
         def seen(_conn, _cursor, statement, *_args):
-            if statement.lstrip().upper().startswith("SELECT") and (
-                "FROM interaction" in statement or "FROM inbound_email" in statement
+            if statement.lstrip().upper().startswith("SELECT") and any(
+                f"FROM {table}" in statement for table in ("interaction", "inbound_email", "sla_clock")
             ):
                 statements.append(statement)
 
@@ -558,3 +564,42 @@ def test_a_reply_threads_onto_a_message_of_its_own_batch_written_before_it_by_a_
         ticket_of = dict(session.execute(select(Interaction.external_id, Interaction.ticket_id)).all())
     assert ticket_of["answer@example.cz"] == ticket_of["question@example.cz"]
     assert ticket_of["shot@example.cz"] != ticket_of["question@example.cz"]
+
+
+def test_two_customer_replies_in_one_batch_start_one_next_response_clock(db, job_settings, blobs):
+    """After our answer, the customer writes twice before a drain runs: the first reply resumes the resolution
+    clock and starts next response, the second finds that clock (started in the same batch) and starts none."""
+    settings = job_settings(ingest_transaction_ms=60_000)
+    with db() as session:
+        session.add(SlaPolicy(
+            name="Round the clock", is_default=True, precedence=100, warn_before_minutes=15, escalations=[],
+            targets={"default": {"first_response": 60, "next_response": 120, "resolution": 480}},
+            updated_at=clock.now(),
+        ))
+        session.commit()
+    store(db, [make_mail(subject="Dotaz", message_id="<question@example.cz>")], blobs)
+    assert jobs.drain_inbound_emails() == {"processed": 1}
+    with db() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        agent, _ = make_agent(session)
+        queue_reply(session=session, ticket=ticket, agent=agent, text="Zkuste to znovu.", html=None,
+                    now=clock.now(), settings=settings)
+        session.commit()
+        ticket_id = ticket.id
+    store(db, [
+        make_mail(subject="Re: Dotaz", message_id=f"<again-{n}@example.cz>", in_reply_to="<question@example.cz>")
+        for n in range(2)
+    ], blobs)
+
+    assert jobs.drain_inbound_emails() == {"processed": 2}
+
+    with db() as session:
+        clocks = [
+            (c.metric, c.cycle, c.state)
+            for c in session.scalars(select(SlaClock).where(SlaClock.ticket_id == ticket_id).order_by(SlaClock.id))
+        ]
+    assert clocks == [
+        (SlaMetric.FIRST_RESPONSE, 0, ClockState.MET),
+        (SlaMetric.RESOLUTION, 0, ClockState.RUNNING),
+        (SlaMetric.NEXT_RESPONSE, 1, ClockState.RUNNING),
+    ]
