@@ -148,6 +148,9 @@ def run_scheduler(settings: Settings, stop: threading.Event | None = None) -> No
     # loop, not forked by a worker (see run_worker); its Redis lock keeps a second scheduler process idle.
     connection = get_redis()
     rq_scheduler = RQScheduler([get_queue(connection)], connection=connection, serializer=JSONSerializer)
+    # Its full collections walked as many objects as a worker's (80-140 ms each), on the cores the SMTP server
+    # and the workers share.
+    freeze_loaded_objects()
     try:
         _run_sweeps(settings, stop, rq_scheduler)
     finally:
