@@ -250,9 +250,14 @@ def autoflush_only_for(session: Session, *models: type[Base]) -> AbstractContext
     """Around a lookup whose answer only pending rows of ``models`` can change: the session's autoflush stays on
     while such a row is pending (added, changed or deleted), else it is off, and what the caller has pending is
     written by its own next flush (the inbound drain's, for a whole batch) rather than one of the lookup's."""
-    if any(isinstance(row, models) for row in (*session.new, *session.dirty, *session.deleted)):
+    if has_pending(session, *models):
         return nullcontext()
     return session.no_autoflush
+
+
+def has_pending(session: Session, *models: type[Base]) -> bool:
+    """Whether a row of ``models`` is added, changed or deleted in ``session`` and not written yet."""
+    return any(isinstance(row, models) for row in (*session.new, *session.dirty, *session.deleted))
 
 
 def next_id(session: Session, model: type[Base]) -> int:

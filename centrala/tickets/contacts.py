@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import phonenumbers
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from centrala.core.db import autoflush_only_for, is_postgresql
+from centrala.core.db import autoflush_only_for, has_pending, is_postgresql
 from centrala.core.errors import ConflictError, InvalidInputError
 from centrala.core.text import single_line
 from centrala.tickets.models import Contact, ContactEmail, ContactPhone, OrganizationDomain
@@ -160,6 +160,8 @@ def _unique(values: Iterable[str]) -> list[str]:
 _KNOWN_SENDERS_KEY = "centrala.contacts_by_email"
 # The new senders' addresses a PostgreSQL transaction holds against other drains (``senders_looked_up``).
 _HELD_ADDRESSES_KEY = "centrala.held_sender_addresses"
+# The organisation (id or None) owning each of the new senders' e-mail domains, looked up with their owners.
+_DOMAIN_OWNERS_KEY = "centrala.organization_by_domain"
 
 
 @contextmanager
@@ -169,8 +171,9 @@ def senders_looked_up(*, session: Session, addresses: Iterable[str]) -> Iterator
 
     Only for a transaction that does not move addresses between contacts (merge, edit) meanwhile: a contact
     created in the block is remembered; one whose creation was rolled back (a failed message's savepoint) is
-    looked up again. Invalid addresses are left out; the message that has one fails as it would without this.
-    On PostgreSQL the transaction holds the addresses nobody owns yet until it ends, against other drains.
+    looked up again. The organisations owning the new senders' domains are asked for in the same way, until
+    the session adds, changes or removes a domain. Invalid addresses are left out; the message that has one
+    fails as it would without this. On PostgreSQL the transaction holds the addresses nobody owns yet until it ends, against other drains.
     """
     wanted = set()
     for address in addresses:
@@ -191,12 +194,24 @@ def senders_looked_up(*, session: Session, addresses: Iterable[str]) -> Iterator
             _hold_addresses(session=session, addresses=unknown)
             known.update(_owners(session=session, addresses=unknown))
             session.info[_HELD_ADDRESSES_KEY] = frozenset(unknown)
+    new_domains = {address.rsplit("@", 1)[1] for address, contact in known.items() if contact is None}
+    if new_domains:
+        # A new sender's contact joins the organisation owning their domain: asked once for the batch too.
+        owners = dict(
+            session.execute(
+                select(OrganizationDomain.domain, OrganizationDomain.organization_id).where(
+                    OrganizationDomain.domain.in_(new_domains)
+                )
+            ).all()
+        )
+        session.info[_DOMAIN_OWNERS_KEY] = {domain: owners.get(domain) for domain in new_domains}
     session.info[_KNOWN_SENDERS_KEY] = known
     try:
         yield
     finally:
         session.info.pop(_KNOWN_SENDERS_KEY, None)
         session.info.pop(_HELD_ADDRESSES_KEY, None)
+        session.info.pop(_DOMAIN_OWNERS_KEY, None)
 
 
 def _owners(*, session: Session, addresses: Iterable[str]) -> list[tuple[str, Contact]]:
@@ -230,14 +245,9 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
             contact.name = single_line(name)[:MAX_NAME_LENGTH]
             contact.updated_at = now
         return contact
-    domain = address.rsplit("@", 1)[1]
-    with autoflush_only_for(session, OrganizationDomain):
-        organization_id = session.scalar(
-            select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain)
-        )
     contact = Contact(
         name=single_line(name)[:MAX_NAME_LENGTH],
-        organization_id=organization_id,
+        organization_id=_domain_owner(session=session, domain=address.rsplit("@", 1)[1]),
         created_at=now,
         updated_at=now,
         emails=[ContactEmail(address=address)],
@@ -262,6 +272,23 @@ def match_or_create_contact_by_email(*, session: Session, address: str, name: st
     if known is not None:
         known[address] = contact
     return contact
+
+
+def _domain_owner(*, session: Session, domain: str) -> int | None:
+    """The id of the organisation owning ``domain``: what ``senders_looked_up`` found, unless a domain is being
+    added, changed or removed in the session; then (and outside the block) the database's answer."""
+    known = session.info.get(_DOMAIN_OWNERS_KEY)
+    if known is not None and domain in known and not has_pending(session, OrganizationDomain):
+        return known[domain]
+    with autoflush_only_for(session, OrganizationDomain):
+        return session.scalar(select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain))
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_domain_owners_on_flush(session: Session, _flush_context: object) -> None:
+    """A flush that writes an organisation's domain ends what ``senders_looked_up`` found about the domains."""
+    if _DOMAIN_OWNERS_KEY in session.info and has_pending(session, OrganizationDomain):
+        del session.info[_DOMAIN_OWNERS_KEY]
 
 
 def _known_sender(*, session: Session, address: str) -> Contact | None:
