@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import event, or_, select, update
+from sqlalchemy import event, inspect, or_, select, update
 from sqlalchemy.orm import Session, object_session
 
 from centrala.core.db import autoflush_only_for, batch_cache
@@ -638,20 +638,26 @@ def _forget_clocks_on_flush(session: Session, _flush_context: object) -> None:
 
 
 def _clocks(*, session: Session, ticket: Ticket) -> list[SlaClock]:
+    """The ticket's clocks in the order they were started: those written (from ``clocks_looked_up`` when it
+    read them) and those started in the session and not written yet, without writing anything first. A
+    message of a drain's batch that continues a ticket opened, or given a clock, earlier in the same batch used
+    to write the whole batch so far to ask; the batch's lookups then ended with that flush."""
     statement = select(SlaClock).where(SlaClock.ticket_id == ticket.id).order_by(SlaClock.id)
     if ticket.id is None or any(
-        isinstance(pending, SlaClock) and pending.ticket_id == ticket.id
-        for pending in (*session.new, *session.deleted)
+        isinstance(row, SlaClock) and row.ticket_id == ticket.id for row in session.deleted
     ):
         return list(session.scalars(statement))
+    # Numbered when written, after every clock written before them (a sequence, or past SQLite's largest id).
+    started = [row for row in session.new if isinstance(row, SlaClock) and row.ticket_id == ticket.id]
+    if inspect(ticket).pending:
+        return started
     known = session.info.get(_KNOWN_CLOCKS_KEY)
     if known is not None and ticket.id in known:
-        return list(known[ticket.id])
-    # Only a clock of this ticket added or deleted since the last flush could be missing from the answer, or
-    # wrongly in it; what else is pending (a reply's interaction, the ticket's new status, other tickets'
-    # clocks) goes out with the caller's next flush instead of one of its own.
+        return [*known[ticket.id], *started]
+    # What else is pending (a reply's interaction, the ticket's new status, other tickets' clocks) goes out
+    # with the caller's next flush instead of one of its own.
     with session.no_autoflush:
-        return list(session.scalars(statement))
+        return [*session.scalars(statement), *started]
 
 
 def _resume_paused(*, session: Session, clocks: Iterable[SlaClock], now: datetime) -> None:

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from centrala.core import clock
 from centrala.core.db import get_sessionmaker, is_postgresql
@@ -603,3 +604,49 @@ def test_two_customer_replies_in_one_batch_start_one_next_response_clock(db, job
         (SlaMetric.RESOLUTION, 0, ClockState.RUNNING),
         (SlaMetric.NEXT_RESPONSE, 1, ClockState.RUNNING),
     ]
+
+
+def test_replies_to_tickets_opened_in_their_own_batch_are_written_with_it(db, job_settings, blobs):
+    """Two questions and three replies to them in one batch, under an SLA policy: each reply reads its new
+    ticket's clocks (started earlier in the batch, not written yet) without writing the batch first, so the batch
+    is written as often as a batch of five questions; and the clocks come out as the questions started them."""
+    job_settings(ingest_transaction_ms=60_000)
+    with db() as session:
+        session.add(SlaPolicy(
+            name="Round the clock", is_default=True, precedence=100, warn_before_minutes=15, escalations=[],
+            targets={"default": {"first_response": 60, "next_response": 120, "resolution": 480}},
+            updated_at=clock.now(),
+        ))
+        session.commit()
+    flushes: list[int] = []
+
+    def count(*_args) -> None:
+        flushes.append(1)
+
+    event.listen(Session, "after_flush", count)
+    try:
+        store(db, [make_mail(subject=f"Otázka {n}", message_id=f"<alone-{n}@example.cz>") for n in range(5)], blobs)
+        assert jobs.drain_inbound_emails() == {"processed": 5}
+        five_questions = len(flushes)
+        flushes.clear()
+        store(db, [
+            make_mail(subject="Dotaz 1", message_id="<q1@example.cz>"),
+            make_mail(subject="Dotaz 2", message_id="<q2@example.cz>"),
+            make_mail(subject="Re: Dotaz 1", message_id="<r1@example.cz>", in_reply_to="<q1@example.cz>"),
+            make_mail(subject="Re: Dotaz 2", message_id="<r2@example.cz>", in_reply_to="<q2@example.cz>"),
+            make_mail(subject="Re: Dotaz 1", message_id="<r3@example.cz>", in_reply_to="<q1@example.cz>"),
+        ], blobs)
+        assert jobs.drain_inbound_emails() == {"processed": 5}
+    finally:
+        event.remove(Session, "after_flush", count)
+    assert len(flushes) == five_questions
+
+    with db() as session:
+        ticket_of = dict(session.execute(select(Interaction.external_id, Interaction.ticket_id)).all())
+        for question, replies in (("q1", ("r1", "r3")), ("q2", ("r2",))):
+            ticket_id = ticket_of[f"{question}@example.cz"]
+            assert {ticket_of[f"{reply}@example.cz"] for reply in replies} == {ticket_id}
+            states = session.execute(
+                select(SlaClock.metric, SlaClock.state).where(SlaClock.ticket_id == ticket_id).order_by(SlaClock.id)
+            ).all()
+            assert states == [(SlaMetric.FIRST_RESPONSE, ClockState.RUNNING), (SlaMetric.RESOLUTION, ClockState.RUNNING)]
