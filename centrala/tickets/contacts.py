@@ -173,7 +173,8 @@ def senders_looked_up(*, session: Session, addresses: Iterable[str]) -> Iterator
     created in the block is remembered; one whose creation was rolled back (a failed message's savepoint) is
     looked up again. The organisations owning the new senders' domains are asked for in the same way, until
     the session adds, changes or removes a domain. Invalid addresses are left out; the message that has one
-    fails as it would without this. On PostgreSQL the transaction holds the addresses nobody owns yet until it ends, against other drains.
+    fails as it would without this. On PostgreSQL the transaction holds the addresses nobody owns yet until it
+    ends, against other drains.
     """
     wanted = set()
     for address in addresses:
@@ -281,7 +282,9 @@ def _domain_owner(*, session: Session, domain: str) -> int | None:
     if known is not None and domain in known and not has_pending(session, OrganizationDomain):
         return known[domain]
     with autoflush_only_for(session, OrganizationDomain):
-        return session.scalar(select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain))
+        return session.scalar(
+            select(OrganizationDomain.organization_id).where(OrganizationDomain.domain == domain)
+        )
 
 
 @event.listens_for(Session, "after_flush")
