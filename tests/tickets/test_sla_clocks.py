@@ -277,6 +277,7 @@ def test_pending_pauses_the_clock_and_paused_time_is_not_counted(session):
     )
     assert resolution.state is ClockState.PAUSED
     assert resolution.due_at is None and resolution.next_check_at is None
+    session.flush()  # a check job finds the clock written
     assert (
         check_clock(
             session=session,
