@@ -567,10 +567,8 @@ def test_a_reply_threads_onto_a_message_of_its_own_batch_written_before_it_by_a_
     assert ticket_of["shot@example.cz"] != ticket_of["question@example.cz"]
 
 
-def test_two_customer_replies_in_one_batch_start_one_next_response_clock(db, job_settings, blobs):
-    """After our answer, the customer writes twice before a drain runs: the first reply resumes the resolution
-    clock and starts next response, the second finds that clock (started in the same batch) and starts none."""
-    settings = job_settings(ingest_transaction_ms=60_000)
+def add_round_the_clock_policy(db) -> None:
+    """The default SLA policy of these tests: first response 1 h, next response 2 h, resolution 8 h, all day."""
     with db() as session:
         session.add(SlaPolicy(
             name="Round the clock", is_default=True, precedence=100, warn_before_minutes=15, escalations=[],
@@ -578,6 +576,13 @@ def test_two_customer_replies_in_one_batch_start_one_next_response_clock(db, job
             updated_at=clock.now(),
         ))
         session.commit()
+
+
+def test_two_customer_replies_in_one_batch_start_one_next_response_clock(db, job_settings, blobs):
+    """After our answer, the customer writes twice before a drain runs: the first reply resumes the resolution
+    clock and starts next response, the second finds that clock (started in the same batch) and starts none."""
+    settings = job_settings(ingest_transaction_ms=60_000)
+    add_round_the_clock_policy(db)
     store(db, [make_mail(subject="Dotaz", message_id="<question@example.cz>")], blobs)
     assert jobs.drain_inbound_emails() == {"processed": 1}
     with db() as session:
@@ -611,13 +616,7 @@ def test_replies_to_tickets_opened_in_their_own_batch_are_written_with_it(db, jo
     ticket's clocks (started earlier in the batch, not written yet) without writing the batch first, so the batch
     is written as often as a batch of five questions; and the clocks come out as the questions started them."""
     job_settings(ingest_transaction_ms=60_000)
-    with db() as session:
-        session.add(SlaPolicy(
-            name="Round the clock", is_default=True, precedence=100, warn_before_minutes=15, escalations=[],
-            targets={"default": {"first_response": 60, "next_response": 120, "resolution": 480}},
-            updated_at=clock.now(),
-        ))
-        session.commit()
+    add_round_the_clock_policy(db)
     flushes: list[int] = []
 
     def count(*_args) -> None:
