@@ -610,8 +610,9 @@ def clocks_looked_up(*, session: Session, ticket_ids: Iterable[int]) -> Iterator
     instead of one per message: for a batch of inbound mail, the tickets its replies continue.
 
     What the block knows stays right while nothing is written: the clocks are the session's own objects, so
-    their changes show; a clock added to or deleted from one of these tickets is pending, and that ticket's
-    clocks are then read again with a flush; any flush ends what the block knows (``_forget_clocks_on_flush``).
+    their changes show; a clock started on one of these tickets is pending and ``_clocks`` adds it, a clock
+    deleted sends that ticket back to the database; any flush ends what the block knows
+    (``_forget_clocks_on_flush``).
     """
     wanted = set(ticket_ids)
     if not wanted:
